@@ -1,0 +1,181 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use roadsynth_dataset::{DatasetWriter, WriteOptions};
+use roadsynth_formats::{LoadOptions, Scan, bdd100k, coco, kitti, load_all, yolo};
+use roadsynth_types::{FrameRecord, Quarantined};
+
+/// Exit status of a command that completed but quarantined some input.
+pub const EXIT_QUARANTINED: u8 = 2;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InputFormat {
+    Kitti,
+    Coco,
+    Yolo,
+    Bdd100k,
+    Video,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[arg(long, value_enum)]
+    format: InputFormat,
+    /// KITTI: the object folder (image_2/, label_2/, calib/). COCO, BDD100K: the JSON file.
+    /// YOLO: data.yaml. Video: the clip.
+    #[arg(long)]
+    input: PathBuf,
+    /// Dataset root to write a new version into (created if missing).
+    #[arg(long)]
+    output: PathBuf,
+    /// Split the frames go to (YOLO takes its splits from data.yaml).
+    #[arg(long, default_value = "train")]
+    split: String,
+    /// Folder image paths resolve against (COCO, BDD100K); default: the JSON's folder.
+    #[arg(long)]
+    images_root: Option<PathBuf>,
+    /// Video: keep every Nth frame.
+    #[arg(long, default_value_t = 1)]
+    every: u32,
+    /// Fully decode every image to check it (slower); by default headers and end markers are checked.
+    #[arg(long)]
+    verify_decode: bool,
+    /// Write only this input into the new version instead of carrying the dataset's other splits over.
+    #[arg(long)]
+    replace: bool,
+}
+
+pub fn run(args: &IngestArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let mut writer = DatasetWriter::create(
+        &args.output,
+        WriteOptions {
+            carry_other_splits: !args.replace,
+            ..WriteOptions::default()
+        },
+    )
+    .with_context(|| format!("opening dataset {}", args.output.display()))?;
+
+    let mut frames = 0u64;
+    let mut annotations = 0u64;
+    let mut write = |writer: &mut DatasetWriter, r: FrameRecord| -> Result<()> {
+        frames += 1;
+        annotations += r.annotations.len() as u64;
+        writer.write(&r).context("writing frame")
+    };
+
+    if let InputFormat::Video = args.format {
+        let bar = spinner("decoding video");
+        let summary = roadsynth_video::ingest_video(
+            &args.input,
+            &roadsynth_video::VideoOptions {
+                split: args.split.clone(),
+                every: args.every.max(1),
+            },
+            |item| {
+                bar.inc(1);
+                match item {
+                    Ok(record) => write(&mut writer, record),
+                    Err(q) => {
+                        writer.quarantine(q);
+                        Ok(())
+                    }
+                }
+            },
+        );
+        bar.finish_and_clear();
+        summary?;
+    } else {
+        let scan = scan(args)?;
+        let Scan {
+            frames: pending,
+            quarantined,
+        } = scan;
+        for q in quarantined {
+            writer.quarantine(q);
+        }
+        let bar = ProgressBar::new(pending.len() as u64).with_style(
+            ProgressStyle::with_template(
+                "{spinner} ingest [{bar:30}] {pos}/{len} frames {per_sec} eta {eta}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        load_all(
+            pending,
+            &LoadOptions {
+                verify_decode: args.verify_decode,
+            },
+            64,
+            |item| {
+                bar.inc(1);
+                match item {
+                    Ok(record) => write(&mut writer, record),
+                    Err(qs) => {
+                        for q in qs {
+                            writer.quarantine(q);
+                        }
+                        Ok(())
+                    }
+                }
+            },
+        )?;
+        bar.finish_and_clear();
+    }
+
+    let quarantined: Vec<Quarantined> = writer.quarantined().to_vec();
+    for q in &quarantined {
+        tracing::warn!("quarantined {q}");
+    }
+    let provenance = serde_json::json!({
+        "operation": "ingest",
+        "format": format!("{:?}", args.format).to_lowercase(),
+        "input": args.input.display().to_string(),
+        "split": args.split,
+        "every": args.every,
+    });
+    let manifest = writer
+        .commit(provenance)
+        .context("committing dataset version")?;
+    println!(
+        "ingested {frames} frames, {annotations} annotations into {} version {} in {:.2}s; {} quarantined",
+        args.output.display(),
+        manifest.version,
+        started.elapsed().as_secs_f64(),
+        quarantined.len()
+    );
+    Ok(if quarantined.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_QUARANTINED)
+    })
+}
+
+fn scan(args: &IngestArgs) -> Result<Scan> {
+    let input = &args.input;
+    let ctx = || format!("reading {}", input.display());
+    Ok(match args.format {
+        InputFormat::Kitti => kitti::scan(input, &args.split).with_context(ctx)?,
+        InputFormat::Coco => {
+            coco::scan(input, args.images_root.as_deref(), &args.split).with_context(ctx)?
+        }
+        InputFormat::Yolo => yolo::scan(input).with_context(ctx)?,
+        InputFormat::Bdd100k => {
+            bdd100k::scan(input, args.images_root.as_deref(), &args.split).with_context(ctx)?
+        }
+        InputFormat::Video => unreachable!("video is streamed, not scanned"),
+    })
+}
+
+fn spinner(msg: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner().with_message(msg);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}: {pos} frames {per_sec}")
+            .expect("static template"),
+    );
+    bar
+}

@@ -1,0 +1,54 @@
+//! The roadsynth command line: ingest, dataset stats and export.
+
+mod dataset_cmd;
+mod ingest_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "roadsynth",
+    version,
+    about = "Make automotive perception data better: ingest, augment, retrain, report."
+)]
+struct Cli {
+    /// Log filter (tracing's EnvFilter syntax); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ingest real frames and labels into a versioned Parquet dataset.
+    Ingest(ingest_cmd::IngestArgs),
+    /// Inspect and export datasets.
+    #[command(subcommand)]
+    Dataset(dataset_cmd::DatasetCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    let result = match cli.command {
+        Command::Ingest(args) => ingest_cmd::run(&args),
+        Command::Dataset(cmd) => dataset_cmd::run(&cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Versioned Parquet datasets: Arrow schema, atomic writer, projecting reader, manifest and quarantine table.
+//!
+//! A dataset is a folder of immutable versions:
+//!
+//! ```text
+//! DIR/
+//!   CURRENT                       name of the newest complete version, replaced atomically
+//!   versions/
+//!     v0001-1a2b3c4d/
+//!       frames/split=train/part-00000.parquet
+//!       frames/split=val/part-00000.parquet
+//!       quarantine.parquet
+//!       manifest.json             written last
+//! ```
+//!
+//! A [`DatasetWriter`] writes a version into a hidden staging folder, writes `manifest.json` last,
+//! renames the folder into `versions/` and only then points `CURRENT` at it, so a reader never sees a
+//! half-written version and a crash leaves at most a stale staging folder.
+
+mod manifest;
+mod reader;
+pub mod schema;
+mod writer;
+
+use std::path::PathBuf;
+
+pub use manifest::{FileEntry, Manifest, SplitStats};
+pub use reader::{Dataset, FrameReader, Projection};
+pub use writer::{DatasetWriter, WriteOptions};
+
+/// Name of the pointer file at a dataset root.
+pub const CURRENT_FILE: &str = "CURRENT";
+/// Folder of versions under a dataset root.
+pub const VERSIONS_DIR: &str = "versions";
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const QUARANTINE_FILE: &str = "quarantine.parquet";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{path}: {source}")]
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+    #[error("converting rows: {0}")]
+    Rows(#[from] serde_arrow::Error),
+    #[error("{path}: invalid manifest: {source}")]
+    Manifest {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{0}: not a roadsynth dataset (no {CURRENT_FILE} file and no {MANIFEST_FILE})")]
+    NotADataset(PathBuf),
+    #[error("{path}: written with schema version {found}, this build reads up to {supported}")]
+    SchemaTooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("dataset has no split {0:?}")]
+    NoSuchSplit(String),
+    #[error("corrupt dataset: {0}")]
+    Corrupt(String),
+}
+
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, DatasetError>;
+}
+
+impl<T> IoContext<T> for Result<T, std::io::Error> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, DatasetError> {
+        self.map_err(|source| DatasetError::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+impl<T> IoContext<T> for Result<T, parquet::errors::ParquetError> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, DatasetError> {
+        self.map_err(|source| DatasetError::Parquet {
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+impl<T> IoContext<T> for Result<T, arrow_schema::ArrowError> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, DatasetError> {
+        self.map_err(|source| DatasetError::Arrow {
+            path: path.into(),
+            source,
+        })
+    }
+}
