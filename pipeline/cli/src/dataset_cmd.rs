@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -67,11 +67,11 @@ pub fn run(cmd: &DatasetCommand) -> Result<ExitCode> {
     }
 }
 
-fn open(dir: &PathBuf) -> Result<Dataset> {
+fn open(dir: &Path) -> Result<Dataset> {
     Dataset::open(dir).with_context(|| format!("opening dataset {}", dir.display()))
 }
 
-fn stats(dir: &PathBuf, json: bool) -> Result<ExitCode> {
+fn stats(dir: &Path, json: bool) -> Result<ExitCode> {
     let dataset = open(dir)?;
     let m = dataset.manifest();
     if json {

@@ -25,7 +25,7 @@ pub enum InputFormat {
 pub struct IngestArgs {
     #[arg(long, value_enum)]
     format: InputFormat,
-    /// KITTI: the object folder (image_2/, label_2/, calib/). COCO, BDD100K: the JSON file.
+    /// KITTI: the object folder (`image_2/`, `label_2/`, `calib/`). COCO, BDD100K: the JSON file.
     /// YOLO: data.yaml. Video: the clip.
     #[arg(long)]
     input: PathBuf,
@@ -163,7 +163,7 @@ fn scan(args: &IngestArgs) -> Result<Scan> {
         InputFormat::Coco => {
             coco::scan(input, args.images_root.as_deref(), &args.split).with_context(ctx)?
         }
-        InputFormat::Yolo => yolo::scan(input).with_context(ctx)?,
+        InputFormat::Yolo => yolo::scan(input, &args.split).with_context(ctx)?,
         InputFormat::Bdd100k => {
             bdd100k::scan(input, args.images_root.as_deref(), &args.split).with_context(ctx)?
         }

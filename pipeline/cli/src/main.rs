@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
     about = "Make automotive perception data better: ingest, augment, retrain, report."
 )]
 struct Cli {
-    /// Log filter (tracing's EnvFilter syntax); RUST_LOG overrides it.
+    /// Log filter (`tracing` `EnvFilter` syntax); `RUST_LOG` overrides it.
     #[arg(long, global = true, default_value = "info")]
     log: String,
     #[command(subcommand)]
@@ -47,7 +47,14 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Our error types already name their cause in their message; print each new part once.
+            let mut message = e.to_string();
+            for cause in e.chain().skip(1).map(ToString::to_string) {
+                if !message.contains(&cause) {
+                    message = format!("{message}: {cause}");
+                }
+            }
+            eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }

@@ -251,6 +251,22 @@ fn annotation(parsed: CocoAnnotation, class: &str) -> Result<Annotation, String>
     if let Some(area) = parsed.area {
         attributes.insert("area".into(), area);
     }
+    // Our own COCO exports carry origin and ignore in `attributes`: read them back, so an
+    // export re-ingests as the same dataset (generated stays generated).
+    if attributes
+        .get("origin")
+        .and_then(|o| o.get("kind"))
+        .is_some()
+    {
+        let origin = attributes.remove("origin").unwrap_or_default();
+        annotation.origin = serde_json::from_value(origin)
+            .map_err(|e| format!("attributes.origin is not a roadsynth origin: {e}"))?;
+    }
+    if attributes.get("ignore") == Some(&Value::Bool(true)) {
+        attributes.remove("ignore");
+        annotation.ignore = true;
+        annotation.crowd = false;
+    }
     annotation.attributes = attributes;
     Ok(annotation)
 }

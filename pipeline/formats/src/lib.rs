@@ -6,10 +6,13 @@
 //! [`FrameRecord`](roadsynth_types::FrameRecord). A frame with any bad label is quarantined whole,
 //! with every reason, because training on a frame with a dropped label teaches that the object is
 //! background.
+//!
+//! [`export`] writes a dataset version out for external tools, as COCO or YOLO.
 
 pub mod bdd100k;
 pub mod coco;
 mod error;
+pub mod export;
 mod files;
 pub mod image_probe;
 pub mod kitti;

@@ -1056,3 +1056,573 @@ mod bdd100k_format {
         assert_eq!(loaded.image_names(), ["a.jpg"]);
     }
 }
+
+mod export_format {
+    use super::*;
+
+    use roadsynth_dataset::{Dataset, DatasetWriter, Projection, WriteOptions};
+    use roadsynth_formats::export::{self, ExportError, ExportSummary};
+    use roadsynth_types::{
+        Annotation, Attributes, BBox, Camera, Frame, FrameId, ImageFormat, Kitti3d, Origin,
+        Provenance, ProvenanceStep, Rle, RleCounts,
+    };
+    use serde_json::{Value, json};
+
+    /// Writes what an ingest loads into a new dataset at `root`, which must quarantine nothing.
+    fn ingest(scan: Scan, root: &Path) -> Dataset {
+        let mut writer = DatasetWriter::create(root, WriteOptions::default()).expect("create");
+        for item in scan.quarantined {
+            writer.quarantine(item);
+        }
+        load_all(
+            scan.frames,
+            &LoadOptions::default(),
+            16,
+            |result| match result {
+                Ok(record) => writer.write(&record),
+                Err(problems) => {
+                    for problem in problems {
+                        writer.quarantine(problem);
+                    }
+                    Ok(())
+                }
+            },
+        )
+        .expect("write frames");
+        let manifest = writer.commit(json!({"test": "export"})).expect("commit");
+        assert_eq!(manifest.quarantined, 0);
+        Dataset::open(root).expect("open")
+    }
+
+    fn read_json(path: &Path) -> Value {
+        serde_json::from_slice(&std::fs::read(path).expect("read json")).expect("parse json")
+    }
+
+    fn array<'a>(json: &'a Value, key: &str) -> &'a Vec<Value> {
+        json[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} is an array"))
+    }
+
+    /// The names in a folder, sorted (to see that no `.tmp-` folder is left behind).
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn all_records(dataset: &Dataset) -> Vec<FrameRecord> {
+        dataset
+            .all_frames(Projection::Full)
+            .expect("frames")
+            .map(|r| r.expect("frame"))
+            .collect()
+    }
+
+    #[test]
+    fn coco_of_shared_camvid_val() {
+        let Some(root) = shared("datasets/camvid") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source_json = root.join("annotations_val.json");
+        let scan = coco::scan(&source_json, None, "val").expect("scan");
+        let dataset = ingest(scan, &dir.path().join("dataset"));
+        let out = dir.path().join("coco");
+        let summary = export::to_coco(&dataset, &out).expect("export");
+        assert_eq!(
+            summary,
+            ExportSummary {
+                frames: 101,
+                annotations: 615,
+                skipped: 0
+            }
+        );
+
+        let exported = read_json(&out.join("annotations.json"));
+        assert_eq!(
+            exported["info"]["version"],
+            json!(dataset.manifest().version)
+        );
+        let images = array(&exported, "images");
+        let ids: Vec<u64> = images
+            .iter()
+            .map(|i| i["id"].as_u64().expect("id"))
+            .collect();
+        assert_eq!(ids, (1..=101).collect::<Vec<_>>());
+        let categories: Vec<(u64, &str)> = array(&exported, "categories")
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_u64().expect("id"),
+                    c["name"].as_str().expect("name"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            categories,
+            [(1, "bicyclist"), (2, "car"), (3, "pedestrian")]
+        );
+
+        // Every image byte-identical to its source file, named after it.
+        for image in images {
+            let file_name = image["file_name"].as_str().expect("file_name");
+            let source_image = image["source_image"].as_str().expect("source_image");
+            let stem = Path::new(source_image).file_stem().expect("stem");
+            assert_eq!(
+                file_name,
+                format!("images/val/{}.jpg", stem.to_string_lossy())
+            );
+            let bytes = std::fs::read(out.join(file_name)).expect("exported image");
+            assert!(
+                bytes == std::fs::read(root.join(source_image)).expect("source image"),
+                "{file_name} differs from {source_image}"
+            );
+            assert_eq!(
+                image["frame_id"],
+                json!(FrameId::from_image_bytes(&bytes).as_str())
+            );
+            assert_eq!(
+                (image["width"].as_u64(), image["height"].as_u64()),
+                (Some(480), Some(360))
+            );
+            assert_eq!(image["split"], json!("val"));
+            assert_eq!(image["provenance"]["source_format"], json!("coco"));
+            assert!(image["semantic_label"].is_string());
+        }
+
+        // Boxes, areas and categories as in the source, image by image, in order.
+        let source = read_json(&source_json);
+        let source_category: BTreeMap<u64, &str> = array(&source, "categories")
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_u64().expect("id"),
+                    c["name"].as_str().expect("name"),
+                )
+            })
+            .collect();
+        let source_file: BTreeMap<u64, &str> = array(&source, "images")
+            .iter()
+            .map(|i| {
+                (
+                    i["id"].as_u64().expect("id"),
+                    i["file_name"].as_str().expect("name"),
+                )
+            })
+            .collect();
+        let exported_file: BTreeMap<u64, &str> = images
+            .iter()
+            .map(|i| {
+                (
+                    i["id"].as_u64().expect("id"),
+                    i["source_image"].as_str().expect("name"),
+                )
+            })
+            .collect();
+        let by_image = |json: &Value,
+                        files: &BTreeMap<u64, &str>,
+                        categories: &BTreeMap<u64, &str>| {
+            let mut out: BTreeMap<String, Vec<(String, Vec<f64>, f64)>> = BTreeMap::new();
+            for a in array(json, "annotations") {
+                let file = files[&a["image_id"].as_u64().expect("image_id")].to_string();
+                let class = categories[&a["category_id"].as_u64().expect("category")].to_string();
+                let bbox: Vec<f64> = a["bbox"]
+                    .as_array()
+                    .expect("bbox")
+                    .iter()
+                    .map(|v| v.as_f64().expect("number"))
+                    .collect();
+                let area = a["area"].as_f64().expect("area");
+                out.entry(file).or_default().push((class, bbox, area));
+            }
+            out
+        };
+        let exported_categories: BTreeMap<u64, &str> = categories.iter().copied().collect();
+        let expected = by_image(&source, &source_file, &source_category);
+        let got = by_image(&exported, &exported_file, &exported_categories);
+        assert_eq!(
+            expected.keys().collect::<Vec<_>>(),
+            got.keys().collect::<Vec<_>>()
+        );
+        for (file, expected) in &expected {
+            let got = &got[file];
+            assert_eq!(got.len(), expected.len(), "{file}");
+            for ((gc, gb, ga), (ec, eb, ea)) in got.iter().zip(expected) {
+                assert_eq!(gc, ec, "{file}");
+                assert!(
+                    gb.iter().zip(eb).all(|(g, e)| (g - e).abs() < 1e-9),
+                    "{file}: {gb:?} != {eb:?}"
+                );
+                assert_close(*ga, *ea);
+            }
+        }
+        let annotation_ids: Vec<u64> = array(&exported, "annotations")
+            .iter()
+            .map(|a| a["id"].as_u64().expect("id"))
+            .collect();
+        assert_eq!(annotation_ids, (1..=615).collect::<Vec<_>>());
+        assert!(
+            array(&exported, "annotations")
+                .iter()
+                .all(|a| a["attributes"]["origin"] == json!({"kind": "real"})
+                    && a["iscrowd"] == json!(0))
+        );
+
+        // Stable ids: a second export is byte-identical.
+        let again = dir.path().join("coco-again");
+        export::to_coco(&dataset, &again).expect("export again");
+        assert!(
+            std::fs::read(out.join("annotations.json")).expect("first")
+                == std::fs::read(again.join("annotations.json")).expect("second"),
+            "two exports of one version differ"
+        );
+        assert_eq!(entries(dir.path()), ["coco", "coco-again", "dataset"]);
+    }
+
+    #[test]
+    fn yolo_round_trip_of_shared_kitti() {
+        let Some(root) = shared("datasets/kitti-object") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dataset = ingest(
+            kitti::scan(&root, "train").expect("scan"),
+            &dir.path().join("dataset"),
+        );
+        let out = dir.path().join("yolo");
+        let summary = export::to_yolo(&dataset, &out).expect("export");
+        // 37 DontCare regions are not boxes for YOLO.
+        assert_eq!(
+            summary,
+            ExportSummary {
+                frames: 18,
+                annotations: 103,
+                skipped: 37
+            }
+        );
+        let yaml: serde_norway::Value = serde_norway::from_slice(
+            &std::fs::read(out.join("data.yaml")).expect("read data.yaml"),
+        )
+        .expect("parse data.yaml");
+        let root = std::path::absolute(&out).expect("absolute");
+        assert_eq!(yaml["path"].as_str(), root.to_str());
+        assert_eq!(yaml["train"].as_str(), Some("images/train"));
+        for (i, class) in dataset.manifest().classes.iter().enumerate() {
+            assert_eq!(yaml["names"][i].as_str(), Some(class.as_str()));
+        }
+
+        let back = load_scan(yolo::scan(&out.join("data.yaml"), "train").expect("scan export"));
+        assert!(back.quarantined.is_empty(), "{:#?}", back.quarantined);
+        let original = all_records(&dataset);
+        let ids = |records: &[FrameRecord]| -> Vec<FrameId> {
+            records.iter().map(|r| r.frame.id.clone()).collect()
+        };
+        // Same bytes (the id is their hash), same order.
+        assert_eq!(ids(&back.records), ids(&original));
+        let mut expected_counts = BTreeMap::new();
+        for a in original.iter().flat_map(|r| &r.annotations) {
+            if !a.crowd && !a.ignore {
+                *expected_counts.entry(a.class.clone()).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(class_counts(&back), expected_counts);
+        for (got, expected) in back.records.iter().zip(&original) {
+            assert!(got.image == expected.image);
+            assert_eq!(got.frame.split, "train");
+            let name = Path::new(&expected.frame.image_name)
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            assert_eq!(got.frame.image_name, format!("images/train/{name}"));
+            let kept: Vec<&Annotation> = expected
+                .annotations
+                .iter()
+                .filter(|a| !a.crowd && !a.ignore)
+                .collect();
+            assert_eq!(
+                got.annotations.len(),
+                kept.len(),
+                "{}",
+                got.frame.image_name
+            );
+            for (g, e) in got.annotations.iter().zip(kept) {
+                assert_eq!(g.class, e.class);
+                let (g, e) = (g.bbox, e.bbox);
+                for (a, b) in [(g.x0, e.x0), (g.y0, e.y0), (g.x1, e.x1), (g.y1, e.y1)] {
+                    assert!((a - b).abs() < 1e-3, "{g:?} != {e:?}");
+                }
+            }
+        }
+        assert_eq!(entries(dir.path()), ["dataset", "yolo"]);
+    }
+
+    /// A real PNG (export never decodes, but YOLO re-ingest does).
+    fn png(width: u32, height: u32, seed: u8) -> Vec<u8> {
+        let img =
+            image::RgbImage::from_fn(width, height, |x, y| image::Rgb([seed, x as u8, y as u8]));
+        let mut bytes = Vec::new();
+        img.write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .expect("encode png");
+        bytes
+    }
+
+    fn record(
+        split: &str,
+        image_name: &str,
+        seed: u8,
+        annotations: Vec<Annotation>,
+    ) -> FrameRecord {
+        let image = png(64, 48, seed);
+        FrameRecord {
+            frame: Frame {
+                id: FrameId::from_image_bytes(&image),
+                split: split.into(),
+                source_uri: format!("/data/{image_name}"),
+                image_name: image_name.into(),
+                image_format: ImageFormat::Png,
+                width: 64,
+                height: 48,
+                camera: None,
+                semantic_label: None,
+                sequence: None,
+                timestamp_ms: None,
+                attributes: Attributes::new(),
+                provenance: Provenance {
+                    source_format: "test".into(),
+                    parent: None,
+                    steps: Vec::new(),
+                },
+            },
+            annotations,
+            image: Some(image),
+            semantic_label: None,
+        }
+    }
+
+    /// Three frames: two in train whose names share the stem `a`, one in val; a real, a generated,
+    /// a crowd and an ignore annotation.
+    fn hand_made(root: &Path) -> Dataset {
+        let mut car = Annotation::real("car", BBox::new(8.0, 4.0, 24.0, 20.0));
+        car.truncated = Some(0.3);
+        car.occluded = Some(1);
+        car.kitti = Some(Kitti3d {
+            alpha: -0.2,
+            dimensions_hwl: [1.5, 1.6, 3.9],
+            location_xyz: [1.0, 1.65, 20.0],
+            rotation_y: 0.1,
+            score: None,
+        });
+        let mut deer = Annotation::real("deer", BBox::new(30.0, 10.0, 40.0, 30.0));
+        deer.origin = Origin::Generated {
+            operation: "insert_objects".into(),
+            scenario: "animals".into(),
+            seed: 7,
+        };
+        deer.attributes.insert("depth_m".into(), json!(23.5));
+        let mut herd = Annotation::real("sheep", BBox::new(0.0, 0.0, 4.0, 4.0));
+        herd.crowd = true;
+        herd.attributes.insert("area".into(), json!(16));
+        herd.mask = Some(Mask::Rle(Rle {
+            size: [4, 4],
+            counts: RleCounts::Runs(vec![0, 16]),
+        }));
+        let mut dont_care = Annotation::real("car", BBox::new(50.0, 0.0, 60.0, 10.0));
+        dont_care.ignore = true;
+
+        let mut b = record("val", "images/val/b.png", 3, Vec::new());
+        b.frame.camera = Some(Camera::from_projection([
+            700.0, 0.0, 32.0, 0.0, 0.0, 700.0, 24.0, 0.0, 0.0, 0.0, 1.0, 0.0,
+        ]));
+        b.frame.semantic_label = Some("labels/val/b.png".into());
+        b.frame.attributes.insert("weather".into(), json!("fog"));
+        b.frame.provenance.steps.push(ProvenanceStep {
+            operation: "fog".into(),
+            scenario: Some("weather-fog".into()),
+            seed: Some(1),
+            params: json!({"visibility_m": 150.0}),
+            tool_version: "0".into(),
+        });
+
+        let mut writer = DatasetWriter::create(root, WriteOptions::default()).expect("create");
+        for r in [
+            record("train", "cam1/a.png", 1, vec![car, deer, herd, dont_care]),
+            record("train", "cam2/a.png", 2, Vec::new()),
+            b,
+        ] {
+            writer.write(&r).expect("write");
+        }
+        writer.commit(json!({})).expect("commit");
+        Dataset::open(root).expect("open")
+    }
+
+    #[test]
+    fn coco_keeps_origin_crowd_ignore_and_frame_metadata() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dataset = hand_made(&dir.path().join("dataset"));
+        let out = dir.path().join("coco");
+        let summary = export::to_coco(&dataset, &out).expect("export");
+        assert_eq!(
+            summary,
+            ExportSummary {
+                frames: 3,
+                annotations: 4,
+                skipped: 0
+            }
+        );
+        let exported = read_json(&out.join("annotations.json"));
+        let images = array(&exported, "images");
+        let second_id = images[1]["frame_id"].as_str().expect("frame_id");
+        let file_names: Vec<&str> = images
+            .iter()
+            .map(|i| i["file_name"].as_str().expect("file_name"))
+            .collect();
+        assert_eq!(
+            file_names,
+            [
+                "images/train/a.png".to_string(),
+                format!("images/train/a-{}.png", &second_id[..8]),
+                "images/val/b.png".to_string(),
+            ]
+        );
+        for image in images {
+            let file = image["file_name"].as_str().expect("file_name");
+            let bytes = std::fs::read(out.join(file)).expect("image");
+            assert_eq!(
+                image["frame_id"],
+                json!(FrameId::from_image_bytes(&bytes).as_str())
+            );
+        }
+        let val = &images[2];
+        assert_eq!(val["id"], json!(3));
+        assert_eq!(val["source_image"], json!("images/val/b.png"));
+        assert_eq!(val["camera"]["fx"], json!(700.0));
+        assert_eq!(val["source_semantic_label"], json!("labels/val/b.png"));
+        assert_eq!(val["attributes"], json!({"weather": "fog"}));
+        assert_eq!(
+            val["provenance"]["steps"][0],
+            json!({"operation": "fog", "scenario": "weather-fog", "seed": 1,
+                   "params": {"visibility_m": 150.0}, "tool_version": "0"})
+        );
+        assert!(images[0].get("camera").is_none() && images[0].get("semantic_label").is_none());
+
+        let categories = array(&exported, "categories");
+        assert_eq!(
+            *categories,
+            [
+                json!({"id": 1, "name": "car"}),
+                json!({"id": 2, "name": "deer"}),
+                json!({"id": 3, "name": "sheep"})
+            ]
+        );
+        let annotations = array(&exported, "annotations");
+        let [car, deer, herd, dont_care] = &annotations[..] else {
+            panic!("four annotations: {annotations:#?}")
+        };
+        assert_eq!(
+            *car,
+            json!({"id": 1, "image_id": 1, "category_id": 1, "bbox": [8.0, 4.0, 16.0, 16.0],
+                   "area": 256.0, "iscrowd": 0,
+                   "attributes": {"origin": {"kind": "real"}, "truncated": 0.3, "occluded": 1,
+                                  "kitti": {"alpha": -0.2, "dimensions_hwl": [1.5, 1.6, 3.9],
+                                            "location_xyz": [1.0, 1.65, 20.0], "rotation_y": 0.1}}})
+        );
+        assert_eq!(deer["category_id"], json!(2));
+        assert_eq!(
+            deer["attributes"],
+            json!({"depth_m": 23.5, "origin": {"kind": "generated", "operation": "insert_objects",
+                                                "scenario": "animals", "seed": 7}})
+        );
+        assert_eq!(herd["iscrowd"], json!(1));
+        assert_eq!(herd["area"], json!(16));
+        assert_eq!(
+            herd["segmentation"],
+            json!({"size": [4, 4], "counts": [0, 16]})
+        );
+        assert!(car.get("segmentation").is_none());
+        assert_eq!(dont_care["iscrowd"], json!(1));
+        assert_eq!(dont_care["attributes"]["ignore"], json!(true));
+        assert_eq!(entries(dir.path()), ["coco", "dataset"]);
+    }
+
+    #[test]
+    fn yolo_skips_crowd_and_ignore_and_writes_empty_label_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dataset = hand_made(&dir.path().join("dataset"));
+        let out = dir.path().join("yolo");
+        let summary = export::to_yolo(&dataset, &out).expect("export");
+        assert_eq!(
+            summary,
+            ExportSummary {
+                frames: 3,
+                annotations: 2,
+                skipped: 2
+            }
+        );
+        let text = |rel: &str| std::fs::read_to_string(out.join(rel)).expect("read");
+        assert_eq!(
+            text("labels/train/a.txt"),
+            "0 0.250000 0.250000 0.250000 0.333333\n1 0.546875 0.416667 0.156250 0.416667\n"
+        );
+        let second = &all_records(&dataset)[1].frame.id;
+        let short = &second.as_str()[..8];
+        assert_eq!(text(&format!("labels/train/a-{short}.txt")), "");
+        assert!(out.join(format!("images/train/a-{short}.png")).is_file());
+        assert_eq!(text("labels/val/b.txt"), "");
+        assert_eq!(
+            text("data.yaml"),
+            format!(
+                "path: {}\ntrain: images/train\nval: images/val\nnames:\n  0: car\n  1: deer\n  2: sheep\n",
+                std::path::absolute(&out).expect("absolute").display()
+            )
+        );
+        let back = load_scan(yolo::scan(&out.join("data.yaml"), "train").expect("scan"));
+        assert!(back.quarantined.is_empty(), "{:#?}", back.quarantined);
+        assert_eq!(back.records.len(), 3);
+        assert_eq!(back.box_count(), 2);
+    }
+
+    #[test]
+    fn refuses_a_non_empty_output() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dataset = hand_made(&dir.path().join("dataset"));
+        let out = dir.path().join("out");
+        write(&out.join("keep.txt"), "mine");
+        let refused = [
+            export::to_coco(&dataset, &out),
+            export::to_yolo(&dataset, &out),
+        ];
+        for result in refused {
+            let err = result.expect_err("non-empty output");
+            assert!(
+                matches!(&err, ExportError::OutputNotEmpty { path } if *path == out),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains(&out.display().to_string()),
+                "{err}"
+            );
+        }
+        assert_eq!(entries(&out), ["keep.txt"]);
+        // A file where the folder should go is refused too.
+        let file = dir.path().join("file");
+        write(&file, "x");
+        assert!(matches!(
+            export::to_yolo(&dataset, &file),
+            Err(ExportError::OutputNotEmpty { .. })
+        ));
+        // An existing empty folder is fine.
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).expect("mkdir");
+        export::to_coco(&dataset, &empty).expect("export into an empty folder");
+        assert!(empty.join("annotations.json").is_file());
+        assert_eq!(entries(dir.path()), ["dataset", "empty", "file", "out"]);
+    }
+}

@@ -1,0 +1,317 @@
+//! End-to-end tests of the `roadsynth` command on the shared real data.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn roadsynth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_roadsynth"))
+        .args(args)
+        .output()
+        .expect("run roadsynth")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = roadsynth(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+fn stats(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(&[
+        "dataset",
+        "stats",
+        dir.to_str().expect("utf8"),
+        "--json",
+    ]))
+    .expect("json")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8 path")
+}
+
+#[test]
+fn ingest_kitti_and_report_stats() {
+    let Some(kitti) = roadsynth_testkit::shared("datasets/kitti-object") else {
+        return;
+    };
+    let out = tempfile::tempdir().expect("tempdir");
+    let ds = out.path().join("kitti");
+    ok(&[
+        "ingest",
+        "--format",
+        "kitti",
+        "--input",
+        s(&kitti),
+        "--output",
+        s(&ds),
+    ]);
+    let st = stats(&ds);
+    assert_eq!(st["frames"], 18);
+    assert_eq!(st["quarantined"], 0);
+    let expected = serde_json::json!({"Car": 65, "Pedestrian": 22, "Cyclist": 12, "Van": 2, "Truck": 1, "Misc": 1, "DontCare": 37});
+    assert_eq!(st["annotations"], expected);
+}
+
+#[test]
+fn ingest_camvid_splits_into_one_dataset_and_read_it_from_pyarrow() {
+    let Some(camvid) = roadsynth_testkit::shared("datasets/camvid") else {
+        return;
+    };
+    let out = tempfile::tempdir().expect("tempdir");
+    let ds = out.path().join("camvid");
+    ok(&[
+        "ingest",
+        "--format",
+        "coco",
+        "--input",
+        s(&camvid.join("annotations_train.json")),
+        "--output",
+        s(&ds),
+        "--split",
+        "train",
+    ]);
+    ok(&[
+        "ingest",
+        "--format",
+        "coco",
+        "--input",
+        s(&camvid.join("annotations_val.json")),
+        "--output",
+        s(&ds),
+        "--split",
+        "val",
+    ]);
+    let st = stats(&ds);
+    assert_eq!(st["frames"], 468);
+    assert_eq!(st["splits"]["train"]["frames"], 367);
+    assert_eq!(st["splits"]["train"]["annotations"], 2811);
+    assert_eq!(st["splits"]["val"]["frames"], 101);
+    assert_eq!(st["splits"]["val"]["annotations"], 615);
+
+    if !roadsynth_testkit::python_module("pyarrow") {
+        return;
+    }
+    let current = std::fs::read_to_string(ds.join("CURRENT")).expect("CURRENT");
+    let frames = ds.join("versions").join(current.trim()).join("frames");
+    let script = r#"
+import sys, json, pyarrow.dataset as ds
+t = ds.dataset(sys.argv[1], format="parquet", partitioning="hive")
+sub = t.to_table(columns=["frame_id", "split", "annotations", "semantic_label"])
+splits = sub.column("split").to_pylist()
+print(json.dumps({"rows": sub.num_rows, "train": splits.count("train"),
+                  "boxes": sum(len(a) for a in sub.column("annotations").to_pylist()),
+                  "labels": sum(1 for b in sub.column("semantic_label").to_pylist() if b and b[:4] == b"\x89PNG")}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, s(&frames)])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        got,
+        serde_json::json!({"rows": 468, "train": 367, "boxes": 3426, "labels": 468})
+    );
+}
+
+#[test]
+fn ingest_with_bad_items_quarantines_them_and_exits_2() {
+    let Some(kitti) = roadsynth_testkit::shared("datasets/kitti-object") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let input = work.path().join("kitti");
+    for sub in ["image_2", "label_2", "calib"] {
+        std::fs::create_dir_all(input.join(sub)).expect("mkdir");
+    }
+    for id in ["000000", "000001", "000002"] {
+        std::fs::copy(
+            kitti.join(format!("image_2/{id}.png")),
+            input.join(format!("image_2/{id}.png")),
+        )
+        .expect("copy");
+        std::fs::copy(
+            kitti.join(format!("label_2/{id}.txt")),
+            input.join(format!("label_2/{id}.txt")),
+        )
+        .expect("copy");
+        std::fs::copy(
+            kitti.join(format!("calib/{id}.txt")),
+            input.join(format!("calib/{id}.txt")),
+        )
+        .expect("copy");
+    }
+    // 000001: a label line with 14 fields; 000002: a truncated PNG.
+    std::fs::write(
+        input.join("label_2/000001.txt"),
+        "Car 0.00 0 -1.5 100 100 200 200 1.5 1.6 3.9 1.0 1.6 20.0\n",
+    )
+    .expect("write");
+    let png = std::fs::read(input.join("image_2/000002.png")).expect("read");
+    std::fs::write(input.join("image_2/000002.png"), &png[..png.len() / 2]).expect("write");
+
+    let ds = work.path().join("ds");
+    let out = roadsynth(&[
+        "ingest",
+        "--format",
+        "kitti",
+        "--input",
+        s(&input),
+        "--output",
+        s(&ds),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ingested 1 frames") && stdout.contains("2 quarantined"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("000001.txt:1"),
+        "names the file and line: {stderr}"
+    );
+    assert!(stderr.contains("000002.png"), "names the image: {stderr}");
+    let st = stats(&ds);
+    assert_eq!(
+        (st["frames"].as_u64(), st["quarantined"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let listing = ok(&["dataset", "quarantine", s(&ds)]);
+    assert_eq!(listing.lines().count(), 2, "{listing}");
+}
+
+#[test]
+fn export_coco_and_yolo_from_the_command_line() {
+    let Some(camvid) = roadsynth_testkit::shared("datasets/camvid") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let ds = work.path().join("camvid");
+    ok(&[
+        "ingest",
+        "--format",
+        "coco",
+        "--input",
+        s(&camvid.join("annotations_val.json")),
+        "--output",
+        s(&ds),
+        "--split",
+        "val",
+    ]);
+    let coco = work.path().join("coco");
+    ok(&[
+        "dataset",
+        "export",
+        s(&ds),
+        "--format",
+        "coco",
+        "--output",
+        s(&coco),
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(coco.join("annotations.json")).expect("annotations.json"),
+    )
+    .expect("json");
+    assert_eq!(json["images"].as_array().map(Vec::len), Some(101));
+    assert_eq!(json["annotations"].as_array().map(Vec::len), Some(615));
+    // The COCO export ingests back to the same frames, semantic labels included.
+    let again = work.path().join("again");
+    ok(&[
+        "ingest",
+        "--format",
+        "coco",
+        "--input",
+        s(&coco.join("annotations.json")),
+        "--output",
+        s(&again),
+        "--split",
+        "val",
+    ]);
+    let st = stats(&again);
+    assert_eq!(
+        (st["frames"].as_u64(), st["quarantined"].as_u64()),
+        (Some(101), Some(0))
+    );
+    assert_eq!(st["splits"]["val"]["annotations"], 615);
+    let yolo = work.path().join("yolo");
+    ok(&[
+        "dataset",
+        "export",
+        s(&ds),
+        "--format",
+        "yolo",
+        "--output",
+        s(&yolo),
+    ]);
+    assert!(yolo.join("data.yaml").is_file());
+    // The YOLO export ingests back to the same frames.
+    let back = work.path().join("back");
+    ok(&[
+        "ingest",
+        "--format",
+        "yolo",
+        "--input",
+        s(&yolo.join("data.yaml")),
+        "--output",
+        s(&back),
+    ]);
+    let st = stats(&back);
+    assert_eq!(st["splits"]["val"]["frames"], 101);
+    assert_eq!(st["splits"]["val"]["annotations"], 615);
+}
+
+#[test]
+fn ingest_video_every_5th_frame() {
+    let Some(clip) =
+        roadsynth_testkit::shared("datasets/dashcam/udacity_vehicle_detection/test_video.mp4")
+    else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let ds = work.path().join("dashcam");
+    ok(&[
+        "ingest",
+        "--format",
+        "video",
+        "--input",
+        s(&clip),
+        "--every",
+        "5",
+        "--output",
+        s(&ds),
+    ]);
+    assert_eq!(stats(&ds)["frames"], 8);
+}
+
+#[test]
+fn missing_input_is_a_clear_error() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let missing = work.path().join("nope.json");
+    let out = roadsynth(&[
+        "ingest",
+        "--format",
+        "coco",
+        "--input",
+        s(&missing),
+        "--output",
+        s(&work.path().join("ds")),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.json"));
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Benchmarks (numbers for the notes, not pass/fail): ingest against copy+hash, annotation reads.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source scripts/env.sh
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+cargo run --locked -q -p roadsynth-formats --example ingest_bench

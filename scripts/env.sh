@@ -1,0 +1,9 @@
+# Sourced by the scripts: where builds go and where the shared data and ONNX Runtime are.
+# The build folder lives outside the clone so a fresh clone (CI) reuses a warm build.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/roadsynth/target}"
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export ROADSYNTH_SHARED="${ROADSYNTH_SHARED:-$(cd "$repo_root/.." && pwd)/shared}"
+if [ -z "${ORT_DYLIB_PATH:-}" ]; then
+  ORT_DYLIB_PATH="$(python3 -c 'import onnxruntime, os, glob; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[-1])' 2>/dev/null || true)"
+  export ORT_DYLIB_PATH
+fi
