@@ -20,6 +20,7 @@
 mod manifest;
 mod reader;
 pub mod schema;
+pub mod table;
 mod writer;
 
 use std::path::PathBuf;

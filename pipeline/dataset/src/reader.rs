@@ -17,6 +17,19 @@ pub enum Projection {
     Full,
     /// Metadata and annotations only: the image and semantic-label bytes are never read from disk.
     WithoutImages,
+    /// Metadata, annotations and semantic-label bytes, without the image bytes (planning).
+    SemanticLabelsOnly,
+}
+
+impl Projection {
+    /// Stored columns this projection leaves out.
+    fn skipped_columns(self) -> &'static [&'static str] {
+        match self {
+            Projection::Full => &[],
+            Projection::WithoutImages => &BYTE_COLUMNS,
+            Projection::SemanticLabelsOnly => &["image"],
+        }
+    }
 }
 
 /// One committed, immutable version of a dataset.
@@ -126,20 +139,20 @@ fn open_batches(
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .at(path)?
         .with_batch_size(batch_size);
-    let builder = match projection {
-        Projection::Full => builder,
-        Projection::WithoutImages => {
-            let keep: Vec<usize> = builder
-                .schema()
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| !BYTE_COLUMNS.contains(&f.name().as_str()))
-                .map(|(i, _)| i)
-                .collect();
-            let mask = ProjectionMask::roots(builder.parquet_schema(), keep);
-            builder.with_projection(mask)
-        }
+    let skipped = projection.skipped_columns();
+    let builder = if skipped.is_empty() {
+        builder
+    } else {
+        let keep: Vec<usize> = builder
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !skipped.contains(&f.name().as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), keep);
+        builder.with_projection(mask)
     };
     builder.build().at(path)
 }
@@ -172,7 +185,7 @@ impl FrameReader {
                     return Ok(false);
                 };
                 let batch_rows = match self.projection {
-                    Projection::Full => Self::BATCH_ROWS,
+                    Projection::Full | Projection::SemanticLabelsOnly => Self::BATCH_ROWS,
                     Projection::WithoutImages => 1024,
                 };
                 let reader = open_batches(&path, self.projection, batch_rows)?;

@@ -140,6 +140,40 @@ fn projection_skips_image_bytes() {
         assert!(r.image.is_none() && r.semantic_label.is_none());
         assert_eq!(r.annotations.len(), 3);
     }
+    for r in ds
+        .all_frames(Projection::SemanticLabelsOnly)
+        .expect("frames")
+    {
+        let r = r.expect("row");
+        assert!(r.image.is_none());
+        assert_eq!(r.semantic_label.as_deref(), Some(&[1u8, 2, 3][..]));
+    }
+}
+
+#[test]
+fn small_tables_round_trip() {
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Row {
+        frame_id: String,
+        depth_m: Option<f64>,
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("plans/plan.parquet");
+    let rows = vec![
+        Row {
+            frame_id: "a".into(),
+            depth_m: Some(12.5),
+        },
+        Row {
+            frame_id: "b".into(),
+            depth_m: None,
+        },
+    ];
+    roadsynth_dataset::table::write_table(&path, &rows).expect("write");
+    assert_eq!(
+        roadsynth_dataset::table::read_table::<Row>(&path).expect("read"),
+        rows
+    );
 }
 
 #[test]
