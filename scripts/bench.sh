@@ -6,3 +6,4 @@ bash scripts/setup.sh
 source scripts/env.sh
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 cargo run --locked -q -p roadsynth-formats --example ingest_bench
+cargo run --locked -q -p roadsynth-placement --example plan_bench

@@ -2,6 +2,8 @@
 
 mod dataset_cmd;
 mod ingest_cmd;
+mod plan_cmd;
+mod scenario_cmd;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,11 @@ enum Command {
     /// Inspect and export datasets.
     #[command(subcommand)]
     Dataset(dataset_cmd::DatasetCommand),
+    /// Plan where a scenario inserts objects in a dataset (a Parquet table the engine executes).
+    Plan(plan_cmd::PlanArgs),
+    /// Validate scenario files and print their JSON Schema.
+    #[command(subcommand)]
+    Scenario(scenario_cmd::ScenarioCommand),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +50,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ingest(args) => ingest_cmd::run(&args),
         Command::Dataset(cmd) => dataset_cmd::run(&cmd),
+        Command::Scenario(cmd) => Ok(scenario_cmd::run(&cmd)),
+        Command::Plan(args) => plan_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -315,3 +315,124 @@ fn missing_input_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.json"));
 }
+
+#[test]
+fn scenario_validate_reports_every_error_of_every_file_and_exits_1() {
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let fog = scenarios.join("weather-fog.yaml");
+    let animals = scenarios.join("animals-on-roads.yaml");
+    let out = roadsynth(&["scenario", "validate", s(&fog), s(&animals)]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "ok {} (1 operation)\nok {} (1 operation)\n",
+            fog.display(),
+            animals.display()
+        )
+    );
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let bad = work.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "seed: 1\ncolour: red\noperations:\n  - insert_objects:\n      classes: [deer, unicorn]\n      distance_m: [-5, 60]\n  - weather:\n      rain: {rate_mm_h: 10000}\n",
+    )
+    .expect("write");
+    let out = roadsynth(&["scenario", "validate", s(&bad), s(&fog)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("ok {} (1 operation)\n", fog.display())
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let b = bad.display();
+    assert_eq!(lines.len(), 5, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("{b}:2:1: unknown field `colour`")),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{b}:5:23: unknown class `unicorn`")),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{b}:6:20: distance_m must be more than 0")),
+        "{stderr}"
+    );
+    assert!(
+        lines[3].starts_with(&format!(
+            "{b}:8:25: rate_mm_h must be more than 0 and at most 300"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(lines[4], "1 of 2 files invalid (4 errors)");
+
+    // The schema command prints the committed schema.
+    let schema = ok(&["scenario", "schema"]);
+    let committed =
+        std::fs::read_to_string(scenarios.join("scenario.schema.json")).expect("schema");
+    assert_eq!(schema, committed);
+}
+
+#[test]
+fn plan_animals_on_camvid_writes_a_plan_table() {
+    let Some(camvid) = roadsynth_testkit::shared("datasets/camvid") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let ds = work.path().join("camvid");
+    ok(&[
+        "ingest",
+        "--format",
+        "coco",
+        "--input",
+        s(&camvid.join("annotations_train.json")),
+        "--output",
+        s(&ds),
+    ]);
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/animals-on-roads.yaml");
+    let plan = work.path().join("plan.parquet");
+    let out = ok(&[
+        "plan",
+        "--scenario",
+        s(&scenario),
+        "--dataset",
+        s(&ds),
+        "--output",
+        s(&plan),
+    ]);
+    assert!(
+        out.contains("over 367 frames") && out.contains("fitted 367"),
+        "{out}"
+    );
+    if !roadsynth_testkit::python_module("pyarrow") {
+        return;
+    }
+    let script = "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); \
+                  print(t.num_rows, sorted(set(t.column('label').to_pylist())), t.column('depth_m').null_count)";
+    let py = Command::new("python3")
+        .args(["-c", script, s(&plan)])
+        .output()
+        .expect("python3");
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let text = String::from_utf8_lossy(&py.stdout);
+    let rows: usize = text
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("row count");
+    assert!(rows > 367, "{text}");
+    assert!(text.contains("['animal'] 0"), "{text}");
+}
