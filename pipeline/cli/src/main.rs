@@ -1,8 +1,9 @@
-//! The roadsynth command line: ingest, dataset stats and export.
+//! The roadsynth command line: ingest, datasets, scenarios, planning and previews.
 
 mod dataset_cmd;
 mod ingest_cmd;
 mod plan_cmd;
+mod preview_cmd;
 mod scenario_cmd;
 
 use std::process::ExitCode;

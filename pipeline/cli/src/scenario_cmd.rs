@@ -13,6 +13,17 @@ pub enum ScenarioCommand {
     },
     /// Print the JSON Schema of scenario files (committed as `scenarios/scenario.schema.json`).
     Schema,
+    /// Draw the planned boxes, horizon and depth bands over the first frames, as PNGs and a
+    /// Rerun recording (`OUT/preview.rrd`).
+    Preview {
+        file: PathBuf,
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        frames: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn run(cmd: &ScenarioCommand) -> ExitCode {
@@ -22,6 +33,18 @@ pub fn run(cmd: &ScenarioCommand) -> ExitCode {
             print!("{}", roadsynth_scenario::json_schema_text());
             ExitCode::SUCCESS
         }
+        ScenarioCommand::Preview {
+            file,
+            dataset,
+            frames,
+            out,
+        } => match crate::preview_cmd::preview(file, dataset, *frames, out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

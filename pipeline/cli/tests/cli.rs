@@ -436,3 +436,88 @@ fn plan_animals_on_camvid_writes_a_plan_table() {
     assert!(rows > 367, "{text}");
     assert!(text.contains("['animal'] 0"), "{text}");
 }
+
+#[test]
+fn scenario_preview_draws_pngs_and_a_rerun_recording() {
+    let Some(camvid) = roadsynth_testkit::shared("datasets/camvid") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let ds = work.path().join("camvid");
+    ok(&[
+        "ingest",
+        "--format",
+        "coco",
+        "--input",
+        s(&camvid.join("annotations_train.json")),
+        "--output",
+        s(&ds),
+    ]);
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/animals-on-roads.yaml");
+    let out = work.path().join("preview");
+    let stdout = ok(&[
+        "scenario",
+        "preview",
+        s(&scenario),
+        "--dataset",
+        s(&ds),
+        "--frames",
+        "4",
+        "--out",
+        s(&out),
+    ]);
+    assert!(stdout.contains("previewed 4 frames"), "{stdout}");
+    let pngs = std::fs::read_dir(&out)
+        .expect("out")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png"))
+        })
+        .count();
+    assert_eq!(pngs, 4);
+    let rrd = std::fs::read(out.join("preview.rrd")).expect("preview.rrd");
+    assert_eq!(&rrd[..4], b"RRF2", "a Rerun recording");
+    if !roadsynth_testkit::python_module("rerun") {
+        return;
+    }
+    // Read the recording back with the Rerun CLI of the same version (rerun-sdk): it loads, and
+    // every entity has one row per previewed frame.
+    let rrd_path = out.join("preview.rrd");
+    let verify = Command::new("python3")
+        .args(["-m", "rerun", "rrd", "verify", s(&rrd_path)])
+        .output()
+        .expect("rerun");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let print = Command::new("python3")
+        .args(["-m", "rerun", "rrd", "print", s(&rrd_path)])
+        .output()
+        .expect("rerun");
+    let text = String::from_utf8_lossy(&print.stdout);
+    let mut rows: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("Chunk(")) {
+        // `Chunk(id) with N rows (size) - /entity/path - data columns: [...]`
+        let n = line
+            .split(" with ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        let path = line.split(" - ").nth(1);
+        if let (Some(n), Some(path)) = (n, path) {
+            *rows.entry(path.to_string()).or_default() += n;
+        }
+    }
+    for path in [
+        "/frames/image",
+        "/frames/image/real",
+        "/frames/image/planned",
+        "/frames/image/horizon",
+        "/frames/image/depth_bands",
+    ] {
+        assert_eq!(rows.get(path), Some(&4), "{path}: {rows:?}");
+    }
+}

@@ -24,6 +24,8 @@ pub struct PlanOptions {
     pub mask_cache: Option<PathBuf>,
     /// Frames planned per parallel chunk.
     pub chunk: usize,
+    /// Plan only the first frames of the scenario's splits (previews).
+    pub max_frames: Option<usize>,
 }
 
 impl Default for PlanOptions {
@@ -33,6 +35,7 @@ impl Default for PlanOptions {
             road_classes: SemanticRoadClasses::default(),
             mask_cache: None,
             chunk: 256,
+            max_frames: None,
         }
     }
 }
@@ -177,9 +180,12 @@ pub fn plan_dataset(
     {
         let mut reader = dataset.frames(split, projection)?;
         loop {
+            let left = options
+                .max_frames
+                .map_or(usize::MAX, |m| m.saturating_sub(summary.frames as usize));
             let chunk: Vec<FrameRecord> = reader
                 .by_ref()
-                .take(options.chunk)
+                .take(options.chunk.min(left))
                 .collect::<Result<_, _>>()?;
             if chunk.is_empty() {
                 break;

@@ -1,5 +1,4 @@
-//! Scenario YAML: strict wire structs, every error at `file:line:col`, real-world size priors,
-//! typed settings and the JSON Schema for editors.
+//! Scenario YAML: strict wire structs with every error located, real-world size priors, typed settings and the JSON Schema.
 //!
 //! A scenario file names operations (`insert_objects`, `edit_vehicles`, `weather`) with their
 //! parameters. [`load`] parses it with `roadsynth-config` (unknown keys and wrong types are
