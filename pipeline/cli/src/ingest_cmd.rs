@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -11,6 +11,18 @@ use roadsynth_types::{FrameRecord, Quarantined};
 
 /// Exit status of a command that completed but quarantined some input.
 pub const EXIT_QUARANTINED: u8 = 2;
+
+/// The helper binary that decodes video. OpenCV is linked into it alone, so every other command
+/// starts without loading OpenCV's ~240 shared libraries (about 130 ms here).
+pub const VIDEO_HELPER: &str = "roadsynth-video";
+
+/// A video decoder: hands each kept frame (or quarantined item) of `clip` to the sink, in order.
+pub type VideoDecoder<'a> = &'a dyn Fn(
+    &Path,
+    &str,
+    u32,
+    &mut dyn FnMut(Result<FrameRecord, Quarantined>) -> Result<()>,
+) -> Result<()>;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum InputFormat {
@@ -49,7 +61,12 @@ pub struct IngestArgs {
     replace: bool,
 }
 
-pub fn run(args: &IngestArgs) -> Result<ExitCode> {
+/// Runs an ingest. Without a `video` decoder (the main binary), video input is handed to the
+/// [`VIDEO_HELPER`] binary beside this one, with the same arguments.
+pub fn run(args: &IngestArgs, video: Option<VideoDecoder<'_>>) -> Result<ExitCode> {
+    if let (InputFormat::Video, None) = (args.format, video) {
+        return run_video_helper();
+    }
     let started = Instant::now();
     let mut writer = DatasetWriter::create(
         &args.output,
@@ -68,25 +85,18 @@ pub fn run(args: &IngestArgs) -> Result<ExitCode> {
         writer.write(&r).context("writing frame")
     };
 
-    if let InputFormat::Video = args.format {
+    if let (InputFormat::Video, Some(decode)) = (args.format, video) {
         let bar = spinner("decoding video");
-        let summary = roadsynth_video::ingest_video(
-            &args.input,
-            &roadsynth_video::VideoOptions {
-                split: args.split.clone(),
-                every: args.every.max(1),
-            },
-            |item| {
-                bar.inc(1);
-                match item {
-                    Ok(record) => write(&mut writer, record),
-                    Err(q) => {
-                        writer.quarantine(q);
-                        Ok(())
-                    }
+        let summary = decode(&args.input, &args.split, args.every.max(1), &mut |item| {
+            bar.inc(1);
+            match item {
+                Ok(record) => write(&mut writer, record),
+                Err(q) => {
+                    writer.quarantine(q);
+                    Ok(())
                 }
-            },
-        );
+            }
+        });
         bar.finish_and_clear();
         summary?;
     } else {
@@ -153,6 +163,19 @@ pub fn run(args: &IngestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_QUARANTINED)
     })
+}
+
+fn run_video_helper() -> Result<ExitCode> {
+    let me = std::env::current_exe().context("locating the roadsynth binary")?;
+    let helper = me.with_file_name(VIDEO_HELPER);
+    let status = std::process::Command::new(&helper)
+        .args(std::env::args_os().skip(1))
+        .status()
+        .with_context(|| format!("running the video helper {}", helper.display()))?;
+    Ok(status
+        .code()
+        .and_then(|c| u8::try_from(c).ok())
+        .map_or(ExitCode::FAILURE, ExitCode::from))
 }
 
 fn scan(args: &IngestArgs) -> Result<Scan> {

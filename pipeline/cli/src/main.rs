@@ -1,7 +1,6 @@
 //! The roadsynth command line: ingest, datasets, scenarios, planning and previews.
 
 mod dataset_cmd;
-mod ingest_cmd;
 mod plan_cmd;
 mod preview_cmd;
 mod scenario_cmd;
@@ -9,6 +8,7 @@ mod scenario_cmd;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use roadsynth_cli::ingest_cmd;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         .init();
 
     let result = match cli.command {
-        Command::Ingest(args) => ingest_cmd::run(&args),
+        Command::Ingest(args) => ingest_cmd::run(&args, None),
         Command::Dataset(cmd) => dataset_cmd::run(&cmd),
         Command::Scenario(cmd) => Ok(scenario_cmd::run(&cmd)),
         Command::Plan(args) => plan_cmd::run(&args),

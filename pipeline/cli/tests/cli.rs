@@ -521,3 +521,20 @@ fn scenario_preview_draws_pngs_and_a_rerun_recording() {
         assert_eq!(rows.get(path), Some(&4), "{path}: {rows:?}");
     }
 }
+
+/// Issue 3: `scenario validate` must answer in well under 50 ms; OpenCV's shared libraries alone
+/// take ~130 ms to load, so only the `roadsynth-video` helper may link them.
+#[test]
+fn issue_3_main_binary_does_not_load_opencv() {
+    let ldd = Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_roadsynth"))
+        .output()
+        .expect("ldd");
+    let libs = String::from_utf8_lossy(&ldd.stdout);
+    assert!(!libs.contains("opencv"), "roadsynth links OpenCV:\n{libs}");
+    let helper = Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_roadsynth-video"))
+        .output()
+        .expect("ldd");
+    assert!(String::from_utf8_lossy(&helper.stdout).contains("libopencv_videoio"));
+}
