@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::FramePlan;
 use roadsynth_scenario::settings::PlacementModel;
+use roadsynth_types::{Annotation, BBox, Origin};
 
 /// One planned insertion. Box in pixel `xyxy` (the convention of `roadsynth_types::BBox`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,5 +75,30 @@ impl PlanRow {
                 seed: plan.seed,
             })
             .collect()
+    }
+
+    /// The annotation the engine writes for this insertion before it tightens the box to the
+    /// rendered alpha: generated, with the planned depth, real size and geometry source as
+    /// attributes so evaluation can slice by them.
+    pub fn annotation(&self) -> Annotation {
+        let mut a = Annotation::real(
+            self.label.clone(),
+            BBox::new(self.x0, self.y0, self.x1, self.y1),
+        );
+        a.origin = Origin::Generated {
+            operation: self.operation.clone(),
+            scenario: self.scenario.clone(),
+            seed: self.seed,
+        };
+        a.truncated = Some(self.truncated as f32);
+        let attrs = &mut a.attributes;
+        if let Some(z) = self.depth_m {
+            attrs.insert("depth_m".into(), z.into());
+        }
+        attrs.insert("height_m".into(), self.height_m.into());
+        attrs.insert("geometry".into(), self.geometry.clone().into());
+        attrs.insert("inserted_class".into(), self.class.clone().into());
+        attrs.insert("placement".into(), self.model.clone().into());
+        a
     }
 }

@@ -358,6 +358,22 @@ mod camvid {
             assert!((5.0..=60.0).contains(&z));
         }
 
+        // Generated annotations carry the planned depth, real height and geometry source.
+        let a = rows[0].annotation();
+        assert_eq!(a.class, "animal");
+        assert!(
+            matches!(&a.origin, roadsynth_types::Origin::Generated { operation, .. } if operation == "insert_objects")
+        );
+        assert_eq!(
+            a.attributes["depth_m"],
+            serde_json::json!(rows[0].depth_m.expect("depth"))
+        );
+        assert_eq!(
+            a.attributes["height_m"],
+            serde_json::json!(rows[0].height_m)
+        );
+        assert_eq!(a.attributes["geometry"], serde_json::json!("fitted"));
+
         // Deterministic: a second run (masks now cached) gives the same rows.
         let (again, summary2) =
             plan_dataset(dir.path(), &sc, &PlanOptions::default(), None).expect("plan again");
