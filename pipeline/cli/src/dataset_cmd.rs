@@ -71,6 +71,11 @@ fn open(dir: &Path) -> Result<Dataset> {
     Dataset::open(dir).with_context(|| format!("opening dataset {}", dir.display()))
 }
 
+/// Prints a dataset's stats in the human form.
+pub fn print_stats(dir: &Path) -> Result<()> {
+    stats(dir, false).map(|_| ())
+}
+
 fn stats(dir: &Path, json: bool) -> Result<ExitCode> {
     let dataset = open(dir)?;
     let m = dataset.manifest();

@@ -24,7 +24,8 @@ pub type VideoDecoder<'a> = &'a dyn Fn(
     &mut dyn FnMut(Result<FrameRecord, Quarantined>) -> Result<()>,
 ) -> Result<()>;
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum InputFormat {
     Kitti,
     Coco,
@@ -36,36 +37,36 @@ pub enum InputFormat {
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     #[arg(long, value_enum)]
-    format: InputFormat,
+    pub format: InputFormat,
     /// KITTI: the object folder (`image_2/`, `label_2/`, `calib/`). COCO, BDD100K: the JSON file.
     /// YOLO: data.yaml. Video: the clip.
     #[arg(long)]
-    input: PathBuf,
+    pub input: PathBuf,
     /// Dataset root to write a new version into (created if missing).
     #[arg(long)]
-    output: PathBuf,
+    pub output: PathBuf,
     /// Split the frames go to (YOLO takes its splits from data.yaml).
     #[arg(long, default_value = "train")]
-    split: String,
+    pub split: String,
     /// Folder image paths resolve against (COCO, BDD100K); default: the JSON's folder.
     #[arg(long)]
-    images_root: Option<PathBuf>,
+    pub images_root: Option<PathBuf>,
     /// Video: keep every Nth frame.
     #[arg(long, default_value_t = 1)]
-    every: u32,
+    pub every: u32,
     /// Fully decode every image to check it (slower); by default headers and end markers are checked.
     #[arg(long)]
-    verify_decode: bool,
+    pub verify_decode: bool,
     /// Write only this input into the new version instead of carrying the dataset's other splits over.
     #[arg(long)]
-    replace: bool,
+    pub replace: bool,
 }
 
 /// Runs an ingest. Without a `video` decoder (the main binary), video input is handed to the
 /// [`VIDEO_HELPER`] binary beside this one, with the same arguments.
 pub fn run(args: &IngestArgs, video: Option<VideoDecoder<'_>>) -> Result<ExitCode> {
     if let (InputFormat::Video, None) = (args.format, video) {
-        return run_video_helper();
+        return run_video_helper(args);
     }
     let started = Instant::now();
     let mut writer = DatasetWriter::create(
@@ -165,11 +166,20 @@ pub fn run(args: &IngestArgs, video: Option<VideoDecoder<'_>>) -> Result<ExitCod
     })
 }
 
-fn run_video_helper() -> Result<ExitCode> {
+fn run_video_helper(args: &IngestArgs) -> Result<ExitCode> {
     let me = std::env::current_exe().context("locating the roadsynth binary")?;
     let helper = me.with_file_name(VIDEO_HELPER);
+    let mut argv: Vec<std::ffi::OsString> =
+        vec!["ingest".into(), "--format".into(), "video".into()];
+    argv.extend(["--input".into(), args.input.clone().into_os_string()]);
+    argv.extend(["--output".into(), args.output.clone().into_os_string()]);
+    argv.extend(["--split".into(), args.split.clone().into()]);
+    argv.extend(["--every".into(), args.every.to_string().into()]);
+    if args.replace {
+        argv.push("--replace".into());
+    }
     let status = std::process::Command::new(&helper)
-        .args(std::env::args_os().skip(1))
+        .args(&argv)
         .status()
         .with_context(|| format!("running the video helper {}", helper.display()))?;
     Ok(status

@@ -31,11 +31,28 @@ enum Command {
     /// Inspect and export datasets.
     #[command(subcommand)]
     Dataset(dataset_cmd::DatasetCommand),
+    /// Run the pipeline of an orchestrator file (today: its ingest stage, then dataset stats).
+    Run {
+        /// The orchestrator file (the repository's `orchestrator.yaml` is the default run).
+        #[arg(default_value = "orchestrator.yaml")]
+        file: std::path::PathBuf,
+    },
     /// Plan where a scenario inserts objects in a dataset (a Parquet table the engine executes).
     Plan(plan_cmd::PlanArgs),
     /// Validate scenario files and print their JSON Schema.
     #[command(subcommand)]
     Scenario(scenario_cmd::ScenarioCommand),
+}
+
+fn run_orchestrator(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = roadsynth_cli::orchestrator::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let code = roadsynth_cli::orchestrator::run_ingest(&config)?;
+    let mut names: Vec<&str> = config.sources.iter().map(|s| s.dataset.as_str()).collect();
+    names.dedup();
+    for name in names {
+        dataset_cmd::print_stats(&config.datasets_root.join(name))?;
+    }
+    Ok(code)
 }
 
 fn main() -> ExitCode {
@@ -53,6 +70,7 @@ fn main() -> ExitCode {
         Command::Dataset(cmd) => dataset_cmd::run(&cmd),
         Command::Scenario(cmd) => Ok(scenario_cmd::run(&cmd)),
         Command::Plan(args) => plan_cmd::run(&args),
+        Command::Run { file } => run_orchestrator(&file),
     };
     match result {
         Ok(code) => code,

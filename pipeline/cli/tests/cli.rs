@@ -538,3 +538,52 @@ fn issue_3_main_binary_does_not_load_opencv() {
         .expect("ldd");
     assert!(String::from_utf8_lossy(&helper.stdout).contains("libopencv_videoio"));
 }
+
+#[test]
+fn run_the_repository_orchestrator_ingests_every_source() {
+    if roadsynth_testkit::shared("datasets/camvid").is_none() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // The repository's own file, with its outputs redirected to a temporary folder.
+    let text = std::fs::read_to_string(repo.join("orchestrator.yaml")).expect("orchestrator.yaml");
+    let text = text.replace(
+        "  datasets: datasets",
+        &format!("  datasets: {}", work.path().join("ds").display()),
+    );
+    let file = work.path().join("orchestrator.yaml");
+    std::fs::write(&file, text).expect("write");
+    let shared = roadsynth_testkit::shared_root().expect("shared");
+    let out = Command::new(env!("CARGO_BIN_EXE_roadsynth"))
+        .args(["run", s(&file)])
+        .env("ROADSYNTH_SHARED", &shared)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stats(&work.path().join("ds/kitti"))["frames"], 18);
+    assert_eq!(stats(&work.path().join("ds/camvid"))["frames"], 468);
+    assert_eq!(
+        stats(&work.path().join("ds/road-animals"))["annotations"]["animal"],
+        20
+    );
+}
+
+#[test]
+fn orchestrator_errors_are_reported_at_their_place() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let file = work.path().join("o.yaml");
+    std::fs::write(&file, "sources:\n  - dataset: x\n    format: kitty\n    input: nope\n  - format: coco\n    colour: red\n").expect("write");
+    let out = roadsynth(&["run", s(&file)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("o.yaml:3:13: unknown variant `kitty`"),
+        "{err}"
+    );
+    assert!(err.contains("o.yaml:6:5: unknown field `colour`"), "{err}");
+}

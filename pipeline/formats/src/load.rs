@@ -118,7 +118,9 @@ pub fn load(pending: PendingFrame, opts: &LoadOptions) -> Result<FrameRecord, Ve
     let frame = Frame {
         id: FrameId::from_image_bytes(&image),
         split: pending.split,
-        source_uri: std::path::absolute(&pending.image_path)
+        // Canonical, so the same file ingested through different relative paths gives the same bytes.
+        source_uri: std::fs::canonicalize(&pending.image_path)
+            .or_else(|_| std::path::absolute(&pending.image_path))
             .unwrap_or(pending.image_path)
             .to_string_lossy()
             .into_owned(),

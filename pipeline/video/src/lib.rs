@@ -81,7 +81,7 @@ pub fn ingest_video<E: From<VideoError>>(
         .file_stem()
         .map_or_else(|| "video".into(), |s| s.to_string_lossy().into_owned());
     let sequence = path.file_name().map(|s| s.to_string_lossy().into_owned());
-    let absolute = std::path::absolute(path)
+    let absolute = std::fs::canonicalize(path)
         .unwrap_or_else(|_| path.to_path_buf())
         .display()
         .to_string();
