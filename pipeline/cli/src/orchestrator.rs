@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
-use roadsynth_config::{Checker, ConfigErrors};
+use roadsynth_config::{Checker, ConfigError, ConfigErrors};
 use serde::Deserialize;
 
 use crate::ingest_cmd::{self, EXIT_QUARANTINED, IngestArgs, InputFormat};
@@ -77,13 +77,25 @@ fn resolve_path(base: &Path, raw: &str) -> PathBuf {
 
 /// Reads, checks (every error at once, `file:line:col`) and resolves an orchestrator file.
 pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
-    let loaded = roadsynth_config::load::<OrchestratorWire>(path)?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read: {e}"),
+        }])
+    })?;
+    let partial = roadsynth_config::parse_partial::<OrchestratorWire>(path, &text);
+    let mut errors = partial.errors;
+    // Semantic checks run on whatever parsed, so every error is reported in one pass.
+    let (Some(wire), Some(source)) = (partial.value, partial.source) else {
+        return Err(ConfigErrors(errors));
+    };
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut check = Checker::new(&loaded.source);
-    let wire = loaded.value;
+    let mut check = Checker::new(&source);
     check.check(!wire.sources.is_empty(), "sources", || {
         "at least one source is needed".into()
     });
@@ -128,7 +140,13 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
             });
         }
     }
-    check.finish()?;
+    if let Err(semantic) = check.finish() {
+        errors.extend(semantic.0);
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| (e.line, e.column));
+        return Err(ConfigErrors(errors));
+    }
     let datasets_root = base.join(wire.outputs.datasets.as_deref().unwrap_or("datasets"));
     Ok(Orchestrator {
         sources,

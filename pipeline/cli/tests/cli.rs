@@ -586,4 +586,9 @@ fn orchestrator_errors_are_reported_at_their_place() {
         "{err}"
     );
     assert!(err.contains("o.yaml:6:5: unknown field `colour`"), "{err}");
+    // Semantic errors come in the same run: the second source names no dataset and no input.
+    assert!(
+        err.contains("o.yaml:5:") && err.contains("missing `dataset`"),
+        "{err}"
+    );
 }

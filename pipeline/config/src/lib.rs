@@ -102,25 +102,50 @@ const MAX_ERRORS: usize = 50;
 
 /// Parses `text` (read from `path`) into `T`, reporting every structural error at once.
 pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<Loaded<T>, ConfigErrors> {
+    let partial = parse_partial::<T>(path, text);
+    match (partial.value, partial.source) {
+        (Some(value), Some(source)) if partial.errors.is_empty() => Ok(Loaded { value, source }),
+        _ => Err(ConfigErrors(partial.errors)),
+    }
+}
+
+/// What could be parsed of a file with structural errors: the errors, and the value that remains
+/// once every faulty node is removed (when that deserialises), so semantic checks can still run
+/// and report in the same pass. Checks should skip the `removed` paths: they are reported already.
+#[derive(Debug, Clone)]
+pub struct Partial<T> {
+    pub value: Option<T>,
+    /// `None` only for a YAML syntax error.
+    pub source: Option<Source>,
+    pub errors: Vec<ConfigError>,
+    pub removed: Vec<Vec<PathSeg>>,
+}
+
+/// Like [`parse`], but keeps what remains after removing the faulty nodes.
+pub fn parse_partial<T: DeserializeOwned>(path: &Path, text: &str) -> Partial<T> {
     let at = |line: usize, column: usize, message: String| ConfigError {
         file: path.to_path_buf(),
         line,
         column,
         message,
     };
+    let failed = |errors: Vec<ConfigError>| Partial {
+        value: None,
+        source: None,
+        errors,
+        removed: Vec::new(),
+    };
     let mut tree: serde_norway::Value = match serde_norway::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            return Err(ConfigErrors(vec![at(
-                line,
-                column,
-                format!("invalid YAML: {e}"),
-            )]));
+            return failed(vec![at(line, column, format!("invalid YAML: {e}"))]);
         }
     };
-    let spans = SpanIndex::build(text)
-        .map_err(|(line, column, m)| ConfigErrors(vec![at(line, column, m)]))?;
+    let spans = match SpanIndex::build(text) {
+        Ok(spans) => spans,
+        Err((line, column, m)) => return failed(vec![at(line, column, m)]),
+    };
     let source = Source {
         path: path.to_path_buf(),
         spans,
@@ -130,29 +155,39 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<Loaded<T>, 
     let mut removed: Vec<Vec<PathSeg>> = Vec::new();
     loop {
         match serde_path_to_error::deserialize::<_, T>(tree.clone()) {
-            Ok(value) if errors.is_empty() => return Ok(Loaded { value, source }),
-            Ok(_) => return Err(ConfigErrors(errors)),
+            Ok(value) => {
+                return Partial {
+                    value: Some(value),
+                    source: Some(source),
+                    errors,
+                    removed,
+                };
+            }
             Err(e) => {
                 let segs = parse_path(&e.path().to_string());
-                let message = e.into_inner().to_string();
-                let message = strip_location(&message);
+                let message = strip_location(&e.into_inner().to_string());
                 // A required field we removed ourselves: already reported, and no way on.
-                if message.starts_with("missing field")
-                    && removed.iter().any(|r| r.starts_with(&segs))
-                {
-                    return Err(ConfigErrors(errors));
+                let consequence = message.starts_with("missing field")
+                    && removed.iter().any(|r| r.starts_with(&segs));
+                if !consequence {
+                    let (line, column) = if message.starts_with("unknown field") {
+                        source.spans.locate_key(&segs)
+                    } else {
+                        source.spans.locate_value(&segs)
+                    };
+                    errors.push(at(line, column, message));
                 }
-                let (line, column) = if message.starts_with("unknown field") {
-                    source.spans.locate_key(&segs)
-                } else {
-                    source.spans.locate_value(&segs)
-                };
-                errors.push(at(line, column, message));
-                if errors.len() >= MAX_ERRORS
+                if consequence
+                    || errors.len() >= MAX_ERRORS
                     || removed.contains(&segs)
                     || !remove_node(&mut tree, &segs)
                 {
-                    return Err(ConfigErrors(errors));
+                    return Partial {
+                        value: None,
+                        source: Some(source),
+                        errors,
+                        removed,
+                    };
                 }
                 removed.push(segs);
             }
