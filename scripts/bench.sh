@@ -7,3 +7,4 @@ source scripts/env.sh
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 cargo run --locked -q -p roadsynth-formats --example ingest_bench
 cargo run --locked -q -p roadsynth-placement --example plan_bench
+cargo run --locked -q -p roadsynth-weather --example weather_bench

@@ -1,0 +1,390 @@
+//! Depth per pixel, from the best source a frame has, and the masks the effects use.
+
+use roadsynth_types::{BBox, Camera};
+use serde::{Deserialize, Serialize};
+
+use crate::WeatherError;
+
+/// Focal length assumed when a frame has no calibration, as a fraction of the image width
+/// (a horizontal field of view of about 71 degrees, typical of dashcams).
+pub const NOMINAL_FOCAL_PER_WIDTH: f64 = 0.7;
+/// Camera height above the road assumed when a frame has no calibration, metres.
+pub const NOMINAL_CAMERA_HEIGHT_M: f64 = 1.5;
+
+/// Where a depth map came from, recorded in provenance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DepthSource {
+    /// A measured or estimated dense depth map (stereo, lidar, a depth network).
+    DepthMap,
+    /// The ground plane of a calibrated camera (`k = fy * camera height`, horizon row known).
+    GroundPlane,
+    /// The ground plane of an assumed camera: only the horizon (or nothing) is known.
+    HorizonOnly,
+}
+
+/// Pinhole intrinsics: with them, depth (z) becomes the length of the viewing ray, which is the
+/// path length Koschmieder's law needs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Intrinsics {
+    pub fx: f64,
+    pub fy: f64,
+    pub cx: f64,
+    pub cy: f64,
+}
+
+impl From<&Camera> for Intrinsics {
+    fn from(c: &Camera) -> Self {
+        Self {
+            fx: c.fx,
+            fy: c.fy,
+            cx: c.cx,
+            cy: c.cy,
+        }
+    }
+}
+
+/// A binary mask over a frame, row-major, nonzero = inside (drivable space, pavement, sky).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PixelMask {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+impl PixelMask {
+    pub fn new(width: u32, height: u32, data: Vec<u8>) -> Result<Self, WeatherError> {
+        let mask = Self {
+            width,
+            height,
+            data,
+        };
+        mask.check("mask", width, height)?;
+        Ok(mask)
+    }
+
+    /// Pixels of a label image (one byte per pixel) whose label is one of `labels`.
+    pub fn from_labels(
+        width: u32,
+        height: u32,
+        labels: &[u8],
+        of: &[u8],
+    ) -> Result<Self, WeatherError> {
+        Self::new(
+            width,
+            height,
+            labels.iter().map(|l| u8::from(of.contains(l))).collect(),
+        )
+    }
+
+    /// Pixels inside `self` or `other` (same size).
+    pub fn union(&self, other: &PixelMask) -> Result<Self, WeatherError> {
+        other.check("mask", self.width, self.height)?;
+        Ok(Self {
+            width: self.width,
+            height: self.height,
+            data: self
+                .data
+                .iter()
+                .zip(&other.data)
+                .map(|(&a, &b)| u8::from(a != 0 || b != 0))
+                .collect(),
+        })
+    }
+
+    pub(crate) fn check(
+        &self,
+        what: &'static str,
+        width: u32,
+        height: u32,
+    ) -> Result<(), WeatherError> {
+        if self.width == width
+            && self.height == height
+            && self.data.len() == width as usize * height as usize
+        {
+            Ok(())
+        } else {
+            Err(WeatherError::SizeMismatch {
+                what,
+                width,
+                height,
+                got_width: self.width,
+                got_height: self.height,
+                got_len: self.data.len(),
+            })
+        }
+    }
+}
+
+/// Depth (z, metres along the optical axis) of every pixel; `f32::INFINITY` for sky.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DepthMap {
+    pub width: u32,
+    pub height: u32,
+    pub metres: Vec<f32>,
+    pub source: DepthSource,
+    /// `(horizon_row, k)` of the ground plane the map was built from, if any.
+    pub ground_plane: Option<(f64, f64)>,
+    /// Object boxes painted with their foot-point depth.
+    pub boxes_painted: u32,
+    /// Whether a sky mask (semantic labels) set sky to infinity.
+    pub sky_masked: bool,
+    /// Whether non-ground pixels took the depth of the ground they stand on.
+    pub vertical_structures: bool,
+}
+
+impl DepthMap {
+    /// A dense depth map (`source = DepthMap`). Values must be positive (infinity for sky); NaN
+    /// and non-positive values are rejected.
+    pub fn new(width: u32, height: u32, metres: Vec<f32>) -> Result<Self, WeatherError> {
+        if metres.len() != width as usize * height as usize {
+            return Err(WeatherError::SizeMismatch {
+                what: "depth map",
+                width,
+                height,
+                got_width: width,
+                got_height: height,
+                got_len: metres.len(),
+            });
+        }
+        if let Some(i) = metres.iter().position(|d| d.is_nan() || *d <= 0.0) {
+            return Err(WeatherError::InvalidDepth(format!(
+                "value {} at pixel ({}, {}) is not a positive depth",
+                metres[i],
+                i % width.max(1) as usize,
+                i / width.max(1) as usize
+            )));
+        }
+        Ok(Self {
+            width,
+            height,
+            metres,
+            source: DepthSource::DepthMap,
+            ground_plane: None,
+            boxes_painted: 0,
+            sky_masked: false,
+            vertical_structures: false,
+        })
+    }
+
+    /// A constant depth everywhere (tests, and a flat backdrop).
+    pub fn constant(width: u32, height: u32, metres: f32) -> Result<Self, WeatherError> {
+        Self::new(
+            width,
+            height,
+            vec![metres; width as usize * height as usize],
+        )
+    }
+
+    /// The flat ground seen by a level camera: `depth(v) = k / (v - v0)` for pixel rows whose
+    /// centre `v = row + 0.5` lies below the horizon row `v0`, infinity above. `k = fy * camera
+    /// height` (metres * pixels).
+    pub fn from_ground_plane(
+        width: u32,
+        height: u32,
+        horizon_row: f64,
+        k: f64,
+    ) -> Result<Self, WeatherError> {
+        if !horizon_row.is_finite() {
+            return Err(WeatherError::InvalidDepth(format!(
+                "horizon row {horizon_row} is not finite"
+            )));
+        }
+        if !(k.is_finite() && k > 0.0) {
+            return Err(WeatherError::InvalidDepth(format!(
+                "ground-plane constant k = fy * camera height = {k} must be positive"
+            )));
+        }
+        let w = width as usize;
+        let mut metres = Vec::with_capacity(w * height as usize);
+        for row in 0..height {
+            let dv = f64::from(row) + 0.5 - horizon_row;
+            let d = if dv > 0.0 {
+                (k / dv) as f32
+            } else {
+                f32::INFINITY
+            };
+            metres.extend(std::iter::repeat_n(d, w));
+        }
+        Ok(Self {
+            width,
+            height,
+            metres,
+            source: DepthSource::GroundPlane,
+            ground_plane: Some((horizon_row, k)),
+            boxes_painted: 0,
+            sky_masked: false,
+            vertical_structures: false,
+        })
+    }
+
+    /// The ground plane of a calibrated camera: horizon at `cy` (a level camera), `k = fy * h`.
+    pub fn from_camera(
+        width: u32,
+        height: u32,
+        camera: &Camera,
+        camera_height_m: f64,
+    ) -> Result<Self, WeatherError> {
+        Self::from_ground_plane(width, height, camera.cy, camera.fy * camera_height_m)
+    }
+
+    /// The ground plane of an assumed camera when nothing is calibrated: focal
+    /// [`NOMINAL_FOCAL_PER_WIDTH`] of the width, height [`NOMINAL_CAMERA_HEIGHT_M`], horizon at
+    /// `horizon_row` or mid-height.
+    pub fn horizon_only(
+        width: u32,
+        height: u32,
+        horizon_row: Option<f64>,
+    ) -> Result<Self, WeatherError> {
+        let v0 = horizon_row.unwrap_or(f64::from(height) / 2.0);
+        let k = NOMINAL_FOCAL_PER_WIDTH * f64::from(width) * NOMINAL_CAMERA_HEIGHT_M;
+        let mut map = Self::from_ground_plane(width, height, v0, k)?;
+        map.source = DepthSource::HorizonOnly;
+        Ok(map)
+    }
+
+    /// Ground-plane depth of a box's foot point (its bottom edge), when the map has a ground plane
+    /// and the bottom edge lies below the horizon.
+    pub fn foot_point_depth(&self, bbox: &BBox) -> Option<f32> {
+        let (v0, k) = self.ground_plane?;
+        let dv = bbox.y1 - v0;
+        (dv > 0.0 && k.is_finite()).then(|| (k / dv) as f32)
+    }
+
+    /// Paints each object's box with its depth (foot-point depth, or the label's): every pixel
+    /// whose centre lies inside the box takes it. Boxes are painted farthest first, so a nearer
+    /// object occludes a farther one whatever their order in `boxes` (ties keep that order).
+    /// Boxes with a non-finite or non-positive depth are skipped.
+    pub fn with_boxes(&mut self, boxes: &[(BBox, f32)]) -> &mut Self {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let mut order: Vec<&(BBox, f32)> = boxes
+            .iter()
+            .filter(|(_, d)| d.is_finite() && *d > 0.0)
+            .collect();
+        order.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (bbox, depth) in order {
+            let Some((x0, x1, y0, y1)) = box_pixel_range(bbox, w, h) else {
+                continue;
+            };
+            for row in self.metres[y0 * w..y1 * w].chunks_exact_mut(w) {
+                row[x0..x1].fill(*depth);
+            }
+            self.boxes_painted += 1;
+        }
+        self
+    }
+
+    /// Paints boxes at their ground-plane foot-point depth (for datasets without 3D labels).
+    /// Boxes whose foot lies above the horizon, or a map without ground plane, are skipped.
+    pub fn with_boxes_on_ground(&mut self, boxes: &[BBox]) -> &mut Self {
+        let painted: Vec<(BBox, f32)> = boxes
+            .iter()
+            .filter_map(|b| self.foot_point_depth(b).map(|d| (*b, d)))
+            .collect();
+        self.with_boxes(&painted)
+    }
+
+    /// Sets the pixels of `sky` (nonzero) to infinity.
+    pub fn with_sky(&mut self, sky: &PixelMask) -> Result<&mut Self, WeatherError> {
+        sky.check("sky mask", self.width, self.height)?;
+        for (d, &s) in self.metres.iter_mut().zip(&sky.data) {
+            if s != 0 {
+                *d = f32::INFINITY;
+            }
+        }
+        self.sky_masked = true;
+        Ok(self)
+    }
+
+    /// The "vertical world" model: pixels outside `ground` (buildings, poles, trees, verges)
+    /// stand upright on the ground just below them, so each takes the depth of the nearest
+    /// ground pixel below it in its column (columns are scanned bottom-up). Sky should be set
+    /// afterwards with [`Self::with_sky`] and boxes with [`Self::with_boxes`]. Pixels with no ground
+    /// below them (a bonnet at the bottom edge) keep their ground-plane depth.
+    pub fn with_vertical_structures(
+        &mut self,
+        ground: &PixelMask,
+    ) -> Result<&mut Self, WeatherError> {
+        ground.check("ground mask", self.width, self.height)?;
+        let (w, h) = (self.width as usize, self.height as usize);
+        let mut foot = vec![f32::NAN; w];
+        for y in (0..h).rev() {
+            let row = &mut self.metres[y * w..(y + 1) * w];
+            let mask = &ground.data[y * w..(y + 1) * w];
+            for ((d, &g), f) in row.iter_mut().zip(mask).zip(foot.iter_mut()) {
+                if g != 0 && d.is_finite() {
+                    *f = *d;
+                } else if f.is_finite() {
+                    // Upright, standing on the last ground seen below it.
+                    *d = *f;
+                }
+            }
+        }
+        self.vertical_structures = true;
+        Ok(self)
+    }
+
+    /// Caps every depth (sky included) at `max_m`: for a scene known to be enclosed.
+    pub fn cap_depth(&mut self, max_m: f32) -> &mut Self {
+        if max_m > 0.0 {
+            for d in &mut self.metres {
+                *d = d.min(max_m);
+            }
+        }
+        self
+    }
+
+    /// Where the depth came from and how it was refined, for provenance.
+    pub fn provenance(&self) -> serde_json::Value {
+        serde_json::json!({
+            "source": self.source,
+            "ground_plane": self.ground_plane.map(|(v0, k)| serde_json::json!({"horizon_row": v0, "k": k})),
+            "boxes_painted": self.boxes_painted,
+            "sky_masked": self.sky_masked,
+            "vertical_structures": self.vertical_structures,
+        })
+    }
+
+    pub(crate) fn check(&self, width: u32, height: u32) -> Result<(), WeatherError> {
+        if self.width == width
+            && self.height == height
+            && self.metres.len() == width as usize * height as usize
+        {
+            Ok(())
+        } else {
+            Err(WeatherError::SizeMismatch {
+                what: "depth map",
+                width,
+                height,
+                got_width: self.width,
+                got_height: self.height,
+                got_len: self.metres.len(),
+            })
+        }
+    }
+}
+
+/// Pixel columns `x0..x1` and rows `y0..y1` whose centres lie inside the box, clipped to the
+/// image; `None` when that is empty.
+pub fn box_pixel_range(b: &BBox, w: usize, h: usize) -> Option<(usize, usize, usize, usize)> {
+    let lo = |v: f64, n: usize| ((v - 0.5).ceil().max(0.0) as usize).min(n);
+    let (x0, x1) = (lo(b.x0, w), lo(b.x1, w));
+    let (y0, y1) = (lo(b.y0, h), lo(b.y1, h));
+    (x0 < x1 && y0 < y1).then_some((x0, x1, y0, y1))
+}
+
+/// Like [`box_pixel_range`], but at least the pixel nearest the box centre for a box thinner than
+/// a pixel; `None` only for a box entirely outside the image or with non-finite coordinates.
+pub fn box_pixels_or_centre(b: &BBox, w: usize, h: usize) -> Option<(usize, usize, usize, usize)> {
+    if w == 0 || h == 0 || ![b.x0, b.y0, b.x1, b.y1].iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    if b.x1 <= 0.0 || b.y1 <= 0.0 || b.x0 >= w as f64 || b.y0 >= h as f64 {
+        return None;
+    }
+    box_pixel_range(b, w, h).or_else(|| {
+        let cx = (f64::midpoint(b.x0, b.x1).max(0.0) as usize).min(w - 1);
+        let cy = (f64::midpoint(b.y0, b.y1).max(0.0) as usize).min(h - 1);
+        Some((cx, cx + 1, cy, cy + 1))
+    })
+}
