@@ -52,6 +52,11 @@ impl Airlight {
     }
 }
 
+/// The given atmospheric light, else the one estimated from the frame.
+pub fn airlight_of(image: &RgbImage, given: Option<[f32; 3]>) -> Airlight {
+    given.map_or_else(|| estimate_airlight(image), Airlight::given)
+}
+
 /// Side of the pooling block and radius (in blocks) of the minimum filter of the dark channel:
 /// a 3-pixel pooling then a 5-block window is He et al.'s 15-pixel patch.
 const DARK_POOL: usize = 3;

@@ -73,6 +73,14 @@ impl Check {
         ))
     }
 
+    /// An optional given atmospheric light: each sRGB channel in `[0, 1]`.
+    pub fn atmospheric_light(&self, light: Option<[f32; 3]>) -> Result<(), WeatherError> {
+        for v in light.into_iter().flatten() {
+            self.range("atmospheric_light", v, 0.0, 1.0, true, "(sRGB)")?;
+        }
+        Ok(())
+    }
+
     /// `lo <= value <= hi` for integers.
     pub fn range_u32(
         &self,

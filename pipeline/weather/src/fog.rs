@@ -5,7 +5,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::atmosphere::{
-    Airlight, beta_from_visibility, box_stats, estimate_airlight, koschmieder_srgb, transmission,
+    airlight_of, beta_from_visibility, box_stats, koschmieder_srgb, transmission,
 };
 use crate::color::{decode_lut, encode_lut, encode_scaled, gray, gray_luts, pool_gray};
 use crate::error::Check;
@@ -83,11 +83,7 @@ impl Fog {
             false,
             "image widths",
         )?;
-        if let Some(l) = self.atmospheric_light {
-            for v in l {
-                c.range("atmospheric_light", v, 0.0, 1.0, true, "(sRGB)")?;
-            }
-        }
+        c.atmospheric_light(self.atmospheric_light)?;
         c.range_u32("guided_radius", self.guided_radius, 0, 128)?;
         c.range("guided_eps", self.guided_eps, 0.0, 1.0, false, "")?;
         c.range_u32("guided_subsample", self.guided_subsample, 1, 16)
@@ -103,9 +99,7 @@ impl Fog {
         self.validate()?;
         ctx.check(image)?;
         let (w, h) = (image.width() as usize, image.height() as usize);
-        let air = self
-            .atmospheric_light
-            .map_or_else(|| estimate_airlight(image), Airlight::given);
+        let air = airlight_of(image, self.atmospheric_light);
         let beta = beta_from_visibility(self.visibility_m);
         let modulation = (self.spatial_variation > 0.0).then(|| {
             let cell = (self.variation_scale * w as f32).max(2.0);

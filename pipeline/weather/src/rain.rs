@@ -6,7 +6,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::atmosphere::{
-    Airlight, box_stats, estimate_airlight, koschmieder_linear, transmission, visibility_from_beta,
+    airlight_of, box_stats, koschmieder_linear, transmission, visibility_from_beta,
 };
 use crate::color::LinearRgb;
 use crate::error::Check;
@@ -133,11 +133,7 @@ impl Rain {
         c.range("wetness", self.wetness, 0.0, 1.0, true, "")?;
         c.range("wet_darkening", self.wet_darkening, 0.3, 1.0, true, "")?;
         c.range_u32("lens_drops", self.lens_drops, 0, 50)?;
-        if let Some(l) = self.atmospheric_light {
-            for v in l {
-                c.range("atmospheric_light", v, 0.0, 1.0, true, "(sRGB)")?;
-            }
-        }
+        c.atmospheric_light(self.atmospheric_light)?;
         Ok(())
     }
 
@@ -151,9 +147,7 @@ impl Rain {
         ctx.check(image)?;
         let (w, h) = (image.width() as usize, image.height() as usize);
         let (focal, focal_source) = ctx.focal_px(self.focal_px);
-        let air = self
-            .atmospheric_light
-            .map_or_else(|| estimate_airlight(image), Airlight::given);
+        let air = airlight_of(image, self.atmospheric_light);
         let beta = rain_extinction_per_m(self.rate_mm_h);
         let t = transmission(ctx.depth, beta, None, ctx.intrinsics.as_ref());
         let (layer, population) = self.streaks(w, h, focal, &ctx.depth.metres, seed);

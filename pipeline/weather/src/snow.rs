@@ -6,7 +6,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::atmosphere::{
-    Airlight, box_stats, estimate_airlight, koschmieder_linear, transmission, visibility_from_beta,
+    airlight_of, box_stats, koschmieder_linear, transmission, visibility_from_beta,
 };
 use crate::color::LinearRgb;
 use crate::error::Check;
@@ -141,11 +141,7 @@ impl Snow {
         c.range("aperture_mm", self.aperture_mm, 0.0, 50.0, true, "mm")?;
         c.range_u32("max_flakes", self.max_flakes, 0, 2_000_000)?;
         c.range("accumulation", self.accumulation, 0.0, 1.0, true, "")?;
-        if let Some(l) = self.atmospheric_light {
-            for v in l {
-                c.range("atmospheric_light", v, 0.0, 1.0, true, "(sRGB)")?;
-            }
-        }
+        c.atmospheric_light(self.atmospheric_light)?;
         Ok(())
     }
 
@@ -159,9 +155,7 @@ impl Snow {
         ctx.check(image)?;
         let (w, h) = (image.width() as usize, image.height() as usize);
         let (focal, focal_source) = ctx.focal_px(self.focal_px);
-        let air = self
-            .atmospheric_light
-            .map_or_else(|| estimate_airlight(image), Airlight::given);
+        let air = airlight_of(image, self.atmospheric_light);
         // Snow is white, lit by the sky: its radiance follows the atmospheric light's level.
         let sky_level = (air.linear[0] + air.linear[1] + air.linear[2]) / 3.0;
         let mut lin = LinearRgb::from_srgb(image);

@@ -41,13 +41,7 @@ fn decode(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    roadsynth_cli::init_logging(&cli.log);
     let Command::Ingest(args) = cli.command;
     match ingest_cmd::run(&args, Some(&decode)) {
         Ok(code) => code,
