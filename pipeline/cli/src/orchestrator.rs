@@ -95,22 +95,20 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut check = Checker::new(&source);
+    let mut check = Checker::for_partial(&source, &partial.removed);
     check.check(!wire.sources.is_empty(), "sources", || {
         "at least one source is needed".into()
     });
     let mut sources = Vec::new();
     for (i, s) in wire.sources.iter().enumerate() {
         let at = |field: &str| format!("sources[{i}].{field}");
-        check.check(s.dataset.is_some(), &format!("sources[{i}]"), || {
+        check.check(s.dataset.is_some(), &at("dataset"), || {
             "missing `dataset`".into()
         });
-        check.check(s.format.is_some(), &format!("sources[{i}]"), || {
+        check.check(s.format.is_some(), &at("format"), || {
             "missing `format`".into()
         });
-        check.check(s.input.is_some(), &format!("sources[{i}]"), || {
-            "missing `input`".into()
-        });
+        check.check(s.input.is_some(), &at("input"), || "missing `input`".into());
         if let Some(d) = &s.dataset {
             check.check(
                 !d.is_empty()

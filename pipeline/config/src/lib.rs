@@ -239,6 +239,7 @@ fn remove_node(tree: &mut serde_norway::Value, path: &[PathSeg]) -> bool {
 pub struct Checker<'a> {
     source: &'a Source,
     errors: Vec<ConfigError>,
+    removed: &'a [Vec<PathSeg>],
 }
 
 impl<'a> Checker<'a> {
@@ -246,11 +247,26 @@ impl<'a> Checker<'a> {
         Self {
             source,
             errors: Vec::new(),
+            removed: &[],
+        }
+    }
+
+    /// A checker for a [`Partial`] value: errors at paths whose node was removed (and so is
+    /// already reported as a structural error) are skipped.
+    pub fn for_partial(source: &'a Source, removed: &'a [Vec<PathSeg>]) -> Self {
+        Self {
+            source,
+            errors: Vec::new(),
+            removed,
         }
     }
 
     /// Records an error at a field path.
     pub fn error(&mut self, field_path: &str, message: impl Into<String>) {
+        let path = parse_path(field_path);
+        if self.removed.iter().any(|r| path.starts_with(r)) {
+            return;
+        }
         self.errors.push(self.source.error_at(field_path, message));
     }
 
