@@ -152,7 +152,7 @@ pub enum Weather {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fog {
-    /// Meteorological visibility, metres (`0 < v <= 10_000`): the distance at which contrast falls
+    /// Meteorological visibility, metres (`1 <= v <= 10_000`): the distance at which contrast falls
     /// to 5 %.
     pub visibility_m: f64,
     /// Spatial variation of the density, `0` (uniform) to `1` (patchy).
@@ -184,7 +184,7 @@ pub struct Rain {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Snow {
-    /// Snowfall rate as water equivalent, mm/h (`0..=50`); 0 means lying snow only.
+    /// Snowfall rate as water equivalent, mm/h (`0..=30`); 0 means lying snow only.
     pub rate_mm_h: f64,
     /// Fraction (`0..=1`) of horizontal surfaces covered by lying snow.
     pub accumulation: f64,

@@ -723,7 +723,7 @@ impl Validator<'_> {
                 let ok = self.number(
                     &format!("{fp}.visibility_m"),
                     visibility_m,
-                    Bound::Excl(0.0),
+                    Bound::Incl(1.0),
                     Bound::Incl(10_000.0),
                     "m",
                 );
@@ -786,8 +786,8 @@ impl Validator<'_> {
                     &format!("{sp}.rate_mm_h"),
                     rate_mm_h,
                     zero,
-                    Bound::Incl(50.0),
-                    "mm/h water equivalent",
+                    Bound::Incl(30.0),
+                    "mm/h water equivalent (30 is beyond any recorded snowfall)",
                 );
                 let accumulation = s.accumulation.unwrap_or(0.0);
                 ok &= self.number(&format!("{sp}.accumulation"), accumulation, zero, unit, "");

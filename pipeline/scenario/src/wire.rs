@@ -457,9 +457,9 @@ pub enum Backend {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fog {
-    /// Meteorological visibility in metres (contrast falls to 5 %), more than 0, at most 10000:
+    /// Meteorological visibility in metres (contrast falls to 5 %), at least 1, at most 10000:
     /// 150, 300 and 600 are the dense, medium and light fog of Foggy Cityscapes. Required.
-    #[schemars(range(max = 10_000), extend("exclusiveMinimum" = 0))]
+    #[schemars(range(min = 1, max = 10_000))]
     #[schemars(required)]
     pub visibility_m: Option<f64>,
     /// Spatial variation of the fog density, 0 (uniform) to 1 (patchy). Default: 0.
@@ -494,9 +494,9 @@ pub struct Rain {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Snow {
-    /// Snowfall rate as water equivalent in mm/h, 0 to 50 (0: no falling snow, only what lies):
+    /// Snowfall rate as water equivalent in mm/h, 0 to 30 (0: no falling snow, only what lies):
     /// 1 light, 2.5 moderate, 5 and more heavy. Required.
-    #[schemars(range(min = 0, max = 50))]
+    #[schemars(range(min = 0, max = 30))]
     #[schemars(required)]
     pub rate_mm_h: Option<f64>,
     /// Fraction (0 to 1) of horizontal surfaces (road, pavement) covered by lying snow. Default: 0.

@@ -341,7 +341,7 @@ fn issue5_bad_weather_parameters_are_rejected_at_validation() {
     let errs = errors("operations:\n  - weather:\n      fog:\n        visibility_m: -100\n");
     assert_eq!(
         errs,
-        ["s.yaml:4:23: visibility_m must be more than 0 and at most 10000 m, got -100"]
+        ["s.yaml:4:23: visibility_m must be at least 1 and at most 10000 m, got -100"]
     );
     let errs = errors("operations:\n  - weather:\n      rain:\n        rate_mm_h: 10000\n");
     assert_eq!(
@@ -400,13 +400,13 @@ operations:
         "s.yaml:17:22: max_occlusion must be at least 0 and at most 1, got -0.1",
         "s.yaml:18:30: unknown colour `teal`",
         "s.yaml:19:5: missing `appearance`",
-        "s.yaml:20:35: visibility_m must be more than 0 and at most 10000 m, got 20000",
+        "s.yaml:20:35: visibility_m must be at least 1 and at most 10000 m, got 20000",
         "s.yaml:20:61: spatial_variation must be at least 0 and at most 1, got 2",
         "s.yaml:21:33: rate_mm_h must be more than 0 and at most 300 mm/h",
         "s.yaml:21:46: wind_deg must be at least -60 and at most 60 degrees, got 90",
         "s.yaml:21:63: exposure_ms must be more than 0 and at most 100 ms, got 0",
         "s.yaml:22:15: snow with rate_mm_h 0 and accumulation 0 changes nothing",
-        "s.yaml:23:33: rate_mm_h must be at least 0 and at most 50 mm/h water equivalent, got 60",
+        "s.yaml:23:33: rate_mm_h must be at least 0 and at most 30 mm/h water equivalent (30 is beyond any recorded snowfall), got 60",
         "s.yaml:23:51: accumulation must be at least 0 and at most 1, got 1.5",
         "s.yaml:24:36: exposure_ev must be at least -10 and at most 0 EV, got 1",
         "s.yaml:24:60: light_temperature_k must be at least 1500 and at most 10000 K, got 100",

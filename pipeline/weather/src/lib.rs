@@ -37,6 +37,7 @@ mod night;
 mod noise;
 mod particles;
 mod rain;
+mod scenario;
 mod snow;
 
 use image::RgbImage;

@@ -26,6 +26,10 @@ const FLAKE_OPACITY: f32 = 0.9;
 /// `N(D) = N0 exp(-Lambda D)`, `N0 = 3800 R^-0.87` m^-3 mm^-1, `Lambda = 2.55 R^-0.48` mm^-1,
 /// `R` the liquid-equivalent rate in mm/h.
 fn gunn_marshall(rate_mm_h: f32) -> (f64, f64) {
+    // Rate 0 is lying snow only: no flakes in the air (the distribution's limit).
+    if rate_mm_h <= 0.0 {
+        return (0.0, f64::INFINITY);
+    }
     let r = f64::from(rate_mm_h);
     (3800.0 * r.powf(-0.87), 2.55 * r.powf(-0.48))
 }
@@ -45,6 +49,9 @@ fn swell(density_g_cm3: f32) -> f32 {
 /// Meteor. 38) measured between visibility and liquid-equivalent snowfall rate. It is a derived
 /// relation, not a fitted one.
 pub fn snow_extinction_per_m(rate_mm_h: f32, density_g_cm3: f32) -> f32 {
+    if rate_mm_h <= 0.0 {
+        return 0.0;
+    }
     let (n0, lambda) = gunn_marshall(rate_mm_h);
     let s = f64::from(swell(density_g_cm3));
     (std::f64::consts::PI * s * s * n0 / lambda.powi(3) * 1e-6) as f32
@@ -114,8 +121,8 @@ impl Snow {
             self.rate_mm_h,
             0.0,
             30.0,
-            false,
-            "mm/h (liquid equivalent)",
+            true,
+            "mm/h (liquid equivalent; 0 is lying snow only)",
         )?;
         c.range("wind_deg", self.wind_deg, -80.0, 80.0, true, "degrees")?;
         c.range("exposure_ms", self.exposure_ms, 0.0, 200.0, false, "ms")?;
@@ -251,6 +258,9 @@ impl Snow {
         seed: u64,
     ) -> (Vec<f32>, Population) {
         let (n0, lambda) = gunn_marshall(self.rate_mm_h);
+        if n0 == 0.0 {
+            return (vec![0.0; w * h], plan(0.0, w, h, focal, self.near_m, self.far_m, 0));
+        }
         let density = n0 / lambda * (-lambda * f64::from(self.min_melted_mm)).exp();
         let mut population = plan(
             density,

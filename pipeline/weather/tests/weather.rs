@@ -658,3 +658,43 @@ mod determinism_and_validation {
         assert_eq!(structures.provenance()["vertical_structures"], true);
     }
 }
+
+/// Issue 5: every weather a scenario accepts maps to an effect the weather library accepts (the
+/// scenario's ranges and the effects' checks agree at their extremes), so a scenario that
+/// validates never fails at render time.
+#[test]
+fn issue_5_scenario_weather_extremes_map_to_valid_effects() {
+    let cases = [
+        "fog: {visibility_m: 10000, spatial_variation: 1}",
+        "fog: {visibility_m: 1}",
+        "rain: {rate_mm_h: 300, wind_deg: 60, exposure_ms: 100, lens_drops: true}",
+        "rain: {rate_mm_h: 0.1, wind_deg: -60, exposure_ms: 0.1, wet_road: false}",
+        "snow: {rate_mm_h: 30, accumulation: 1, wind_deg: 60}",
+        "snow: {rate_mm_h: 0, accumulation: 0.5}",
+        "night: {exposure_ev: -10, light_temperature_k: 1500, sensor_noise: 1, glow: false}",
+        "night: {exposure_ev: 0, light_temperature_k: 10000, sensor_noise: 0}",
+    ];
+    let image = frame(64, 48);
+    let depth = DepthMap::from_ground_plane(64, 48, 20.0, 200.0).expect("depth");
+    for case in cases {
+        let text = format!("seed: 1\nsplits: [train]\noperations:\n  - weather:\n      {case}\n");
+        let scenario = roadsynth_scenario::parse(std::path::Path::new("t.yaml"), &text)
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        let roadsynth_scenario::Operation::Weather(w) = &scenario.operations[0] else {
+            panic!("{case}: not a weather operation");
+        };
+        let effect = roadsynth_weather::WeatherEffect::from_scenario(w);
+        effect
+            .validate()
+            .unwrap_or_else(|e| panic!("{case}: scenario-valid but effect-invalid: {e}"));
+        let out = effect
+            .apply(&image, &WeatherContext::new(&depth), 7)
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(out.image.dimensions(), image.dimensions());
+    }
+    // Just past the scenario's range is rejected at validation, naming the field.
+    let text = "seed: 1\nsplits: [train]\noperations:\n  - weather:\n      snow: {rate_mm_h: 31}\n";
+    let err = roadsynth_scenario::parse(std::path::Path::new("t.yaml"), text)
+        .expect_err("31 mm/h of snow");
+    assert!(err.to_string().contains("rate_mm_h"), "{err}");
+}
