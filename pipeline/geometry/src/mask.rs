@@ -215,13 +215,16 @@ impl MaskSource {
     }
 }
 
-/// Which semantic-label codes are drivable and which are roadside. The default is `CamVid`'s
-/// (11-class `SegNet` version): road 3 drivable, pavement 4 roadside.
+/// Which semantic-label codes are drivable, roadside and sky. The default is `CamVid`'s
+/// (11-class `SegNet` version): road 3 drivable, pavement 4 roadside, sky 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SemanticRoadClasses {
     pub drivable: Vec<u8>,
     /// Roadside codes; when empty, roadside is derived from the drivable mask like for a model.
     pub roadside: Vec<u8>,
+    /// Sky codes: infinitely far for weather effects.
+    #[serde(default)]
+    pub sky: Vec<u8>,
 }
 
 impl Default for SemanticRoadClasses {
@@ -229,6 +232,7 @@ impl Default for SemanticRoadClasses {
         Self {
             drivable: vec![3],
             roadside: vec![4],
+            sky: vec![0],
         }
     }
 }

@@ -1,15 +1,16 @@
 //! `TwinLiteNet`'s drivable-area head as a [`DrivableSegmenter`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::RgbImage;
 use image::imageops::FilterType;
 use ndarray::Array4;
 use ort::session::Session;
-use ort::value::{TensorElementType, TensorRef};
+use ort::value::TensorRef;
 use roadsynth_geometry::{DrivableMask, DrivableSegmenter, SegmenterError};
 
-use crate::{ModelError, runtime};
+use crate::ModelError;
+use crate::session::{self, ort_error};
 
 /// A drivable-area segmentation model: `TwinLiteNet` trained on `BDD100K`
 /// (`../shared/models/twinlitenet/SOURCE.txt`).
@@ -43,26 +44,16 @@ impl DrivableAreaModel {
         path: &Path,
         intra_threads: Option<usize>,
     ) -> Result<Self, ModelError> {
-        if !path.is_file() {
-            return Err(ModelError::ModelMissing {
-                path: path.to_path_buf(),
-            });
-        }
-        let name = path
-            .file_stem()
-            .map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
-        let environment = runtime()?;
-        let mut builder =
-            Session::builder(environment).map_err(ort_error(&name, "session options"))?;
-        if let Some(threads) = intra_threads {
-            builder = builder
-                .with_intra_threads(threads)
-                .map_err(ort_error(&name, "thread count"))?;
-        }
-        let session = builder
-            .commit_from_file(path)
-            .map_err(ort_error(&name, "loading the model"))?;
-        let (input_name, input_width, input_height) = image_input(&session, path)?;
+        let (session, name) = session::open(path, intra_threads)?;
+        let (input_name, (input_width, input_height)) = session::f32_input(
+            &session,
+            path,
+            "an f32 tensor [1, 3, H, W] of fixed size",
+            |dims| match *dims {
+                [1, 3, h, w] => Some((session::pixels(w)?, session::pixels(h)?)),
+                _ => None,
+            },
+        )?;
         let output_name = drivable_output(&session, path)?;
         tracing::debug!(
             model = %name,
@@ -148,43 +139,6 @@ impl DrivableSegmenter for DrivableAreaModel {
 
     fn drivable(&mut self, rgb: &RgbImage) -> Result<DrivableMask, SegmenterError> {
         Ok(self.predict(rgb)?)
-    }
-}
-
-/// Maps an `ort` error (of any recovery type) to [`ModelError::Ort`].
-fn ort_error<R>(model: &str, context: &'static str) -> impl FnOnce(ort::Error<R>) -> ModelError {
-    let model = model.to_string();
-    move |e| ModelError::Ort {
-        model,
-        context,
-        message: e.to_string(),
-    }
-}
-
-/// The model's one image input: its name and static `[1, 3, H, W]` `f32` size.
-fn image_input(session: &Session, path: &Path) -> Result<(String, u32, u32), ModelError> {
-    let bad = |reason: String| ModelError::BadModel {
-        path: PathBuf::from(path),
-        reason,
-    };
-    let [input] = session.inputs() else {
-        return Err(bad(format!(
-            "expected one input, found {}",
-            session.inputs().len()
-        )));
-    };
-    let dtype = input.dtype();
-    let shape = dtype.tensor_shape().map(|s| s.to_vec());
-    match (dtype.tensor_type(), shape.as_deref()) {
-        (Some(TensorElementType::Float32), Some(&[1, 3, h, w])) if h > 0 && w > 0 => {
-            let dim =
-                |d: i64| u32::try_from(d).map_err(|_| bad(format!("input size {d} too large")));
-            Ok((input.name().to_string(), dim(w)?, dim(h)?))
-        }
-        _ => Err(bad(format!(
-            "input `{}` is {dtype:?}; expected an f32 tensor [1, 3, H, W] of fixed size",
-            input.name()
-        ))),
     }
 }
 

@@ -23,4 +23,8 @@ pub enum ModelError {
     },
     #[error("model `{model}` output: {reason}")]
     BadOutput { model: String, reason: String },
+    /// The caller's image, region or class list cannot be used (an empty image, a region outside
+    /// it, a class the model does not have).
+    #[error("model `{model}` input: {reason}")]
+    BadInput { model: String, reason: String },
 }

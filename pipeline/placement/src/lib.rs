@@ -171,12 +171,7 @@ impl<'s> Planner<'s> {
 
     /// The seed of one frame variant: independent of the order frames are planned in.
     pub fn frame_seed(&self, frame_id: &str, variant: u32) -> u64 {
-        let mut h = blake3::Hasher::new();
-        h.update(&self.scenario_seed.to_le_bytes());
-        h.update(frame_id.as_bytes());
-        h.update(&variant.to_le_bytes());
-        let bytes = h.finalize();
-        u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"))
+        variant_seed(self.scenario_seed, frame_id, variant)
     }
 
     pub fn plan(&self, scene: &Scene<'_>, variant: u32) -> FramePlan {
@@ -453,4 +448,17 @@ impl RegionRows {
         }
         None
     }
+}
+
+/// The seed of one frame variant of a scenario: a hash of the scenario seed, the frame id and the
+/// variant, so every stage's random choices for it are independent of order and sharding.
+pub fn variant_seed(scenario_seed: u64, frame_id: &str, variant: u32) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(&scenario_seed.to_le_bytes());
+    h.update(frame_id.as_bytes());
+    h.update(&variant.to_le_bytes());
+    let bytes = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes.as_bytes()[..8]);
+    u64::from_le_bytes(first)
 }

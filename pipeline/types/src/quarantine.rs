@@ -64,6 +64,8 @@ pub enum QuarantineKind {
     BadCalibration,
     /// The same image bytes appear twice in one ingest.
     Duplicate,
+    /// A frame a stage could not process (render, weather): the run goes on without it.
+    StageFailed,
 }
 
 impl QuarantineKind {
@@ -79,6 +81,7 @@ impl QuarantineKind {
             QuarantineKind::Malformed => "malformed",
             QuarantineKind::BadCalibration => "bad_calibration",
             QuarantineKind::Duplicate => "duplicate",
+            QuarantineKind::StageFailed => "stage_failed",
         }
     }
 
@@ -94,6 +97,7 @@ impl QuarantineKind {
             QuarantineKind::Malformed,
             QuarantineKind::BadCalibration,
             QuarantineKind::Duplicate,
+            QuarantineKind::StageFailed,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
