@@ -1,0 +1,231 @@
+//! Blending a harmonised cut-out into the frame: feathered alpha, or Poisson (gradient-domain)
+//! blending through `OpenCV`'s `seamlessClone`, chosen per insertion by a measurement when asked.
+//!
+//! Poisson blending removes the seam between a cut-out and the frame by solving for pixels whose
+//! gradients are the cut-out's and whose border values are the frame's. It also drags the whole
+//! object's colour toward its surroundings (a brown deer on grey asphalt comes out greyish), the
+//! known failure that makes it a bad default. `auto` therefore runs both and keeps Poisson only
+//! when it lowers the seam clearly and shifts the object's own colours little.
+
+use image::RgbImage;
+use opencv::core::{Mat, Point, Vec3b};
+use opencv::photo;
+use opencv::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+use crate::error::CvContext;
+use crate::raster::{PixelRect, Plane, RgbPlane, luma, rgb_to_lab, to_u8};
+
+/// How cut-outs are blended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlendMode {
+    /// Alpha compositing with a feathered edge.
+    Feather,
+    /// `OpenCV` `seamlessClone` (`NORMAL_CLONE`) wherever it can run.
+    Poisson,
+    /// Poisson where [`PoissonConfig`]'s measurement says it helps, feather elsewhere.
+    #[default]
+    Auto,
+}
+
+impl BlendMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlendMode::Feather => "feather",
+            BlendMode::Poisson => "poisson",
+            BlendMode::Auto => "auto",
+        }
+    }
+}
+
+/// When `auto` keeps Poisson blending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoissonConfig {
+    /// Poisson must lower the seam (mean luma gradient along the object's edge) by at least this
+    /// fraction.
+    pub min_seam_gain: f64,
+    /// ... and shift the object's core colours by at most this mean CIE76 ΔE (about 2.3 is a
+    /// just-noticeable difference; beyond 6 the object visibly takes the road's colour).
+    pub max_colour_shift: f64,
+    /// Frame pixels around the object included in the clone region.
+    pub margin_px: u32,
+}
+
+impl Default for PoissonConfig {
+    fn default() -> Self {
+        Self {
+            min_seam_gain: 0.15,
+            max_colour_shift: 6.0,
+            margin_px: 2,
+        }
+    }
+}
+
+/// What the `auto` measurement found.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BlendMeasure {
+    pub seam_feather: f64,
+    pub seam_poisson: f64,
+    pub colour_shift: f64,
+}
+
+/// The seam of a composite: the mean luma gradient magnitude over the object's edge pixels
+/// (coverage strictly between 0.1 and 0.9, or the outermost covered ring).
+fn seam(rgb: &[[f32; 3]], alpha: &[f32], width: usize, height: usize) -> f64 {
+    let l: Vec<f32> = rgb.iter().map(|&p| luma(p)).collect();
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for y in 1..height.saturating_sub(1) {
+        for x in 1..width.saturating_sub(1) {
+            let i = y * width + x;
+            let a = alpha[i];
+            let edge = (a > 0.1 && a < 0.9)
+                || (a >= 0.9
+                    && [i - 1, i + 1, i - width, i + width]
+                        .iter()
+                        .any(|&j| alpha[j] <= 0.1));
+            if !edge {
+                continue;
+            }
+            let gx = l[i + 1] - l[i - 1];
+            let gy = l[i + width] - l[i - width];
+            sum += f64::from(gx.hypot(gy));
+            n += 1;
+        }
+    }
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
+/// Poisson-blends an object (colour `object` and coverage `alpha` over `rect`) into `image`.
+/// Returns the cloned pixels over `rect`, the region they replace (1 inside), and the
+/// measurement; `None` when the region reaches the frame's border (`seamlessClone` needs frame
+/// pixels all around it).
+pub fn poisson(
+    image: &RgbImage,
+    rect: PixelRect,
+    object: &RgbPlane,
+    alpha: &Plane,
+    config: &PoissonConfig,
+) -> Result<Option<(RgbPlane, Vec<f32>, BlendMeasure)>, EngineError> {
+    let (w, h) = (rect.width() as usize, rect.height() as usize);
+    let background = RgbPlane::crop(image, rect);
+    // The feathered composite: Poisson's source, and the reference it is measured against.
+    let feather: Vec<[f32; 3]> = background
+        .data
+        .iter()
+        .zip(&object.data)
+        .zip(&alpha.data)
+        .map(|((b, o), &a)| [0, 1, 2].map(|c| a * o[c] + (1.0 - a) * b[c]))
+        .collect();
+    // Clone region: the object dilated by the margin.
+    let m = config.margin_px as usize;
+    let mut region = vec![0u8; w * h];
+    let (mut bx0, mut by0, mut bx1, mut by1) = (usize::MAX, usize::MAX, 0, 0);
+    for y in 0..h {
+        for x in 0..w {
+            if alpha.data[y * w + x] <= 0.02 {
+                continue;
+            }
+            for yy in y.saturating_sub(m)..=(y + m).min(h - 1) {
+                for xx in x.saturating_sub(m)..=(x + m).min(w - 1) {
+                    region[yy * w + xx] = 255;
+                }
+            }
+            bx0 = bx0.min(x.saturating_sub(m));
+            by0 = by0.min(y.saturating_sub(m));
+            bx1 = bx1.max((x + m).min(w - 1) + 1);
+            by1 = by1.max((y + m).min(h - 1) + 1);
+        }
+    }
+    if bx0 >= bx1 || bx0 == 0 || by0 == 0 || bx1 >= w || by1 >= h {
+        return Ok(None);
+    }
+    let to_mat = |px: &[[f32; 3]]| -> Result<Mat, EngineError> {
+        let bgr: Vec<Vec3b> = px
+            .iter()
+            .map(|p| Vec3b::from([to_u8(p[2]), to_u8(p[1]), to_u8(p[0])]))
+            .collect();
+        Mat::new_rows_cols_with_data(h as i32, w as i32, &bgr)
+            .cv("Poisson input")?
+            .try_clone()
+            .cv("Poisson input")
+    };
+    let src = to_mat(&feather)?;
+    let dst = to_mat(&background.data)?;
+    let mask = Mat::new_rows_cols_with_data(h as i32, w as i32, &region)
+        .cv("Poisson mask")?
+        .try_clone()
+        .cv("Poisson mask")?;
+    // seamlessClone centres the mask's bounding box on `p`; this `p` puts it back where it is.
+    let p = Point::new(
+        (bx0 + (bx1 - bx0) / 2) as i32,
+        (by0 + (by1 - by0) / 2) as i32,
+    );
+    let mut out = Mat::default();
+    photo::seamless_clone(&src, &dst, &mask, p, &mut out, photo::NORMAL_CLONE)
+        .cv("seamlessClone")?;
+    let cloned: Vec<[f32; 3]> = out
+        .data_typed::<Vec3b>()
+        .cv("seamlessClone output")?
+        .iter()
+        .map(|v| [f32::from(v[2]), f32::from(v[1]), f32::from(v[0])])
+        .collect();
+    let weight: Vec<f32> = region.iter().map(|&r| f32::from(r) / 255.0).collect();
+    let result: Vec<[f32; 3]> = cloned
+        .iter()
+        .zip(&background.data)
+        .zip(&weight)
+        .map(|((c, b), &r)| if r > 0.0 { *c } else { *b })
+        .collect();
+
+    // Measurement: seams of both composites, colour shift of the object's core.
+    let seam_feather = seam(&feather, &alpha.data, w, h);
+    let seam_poisson = seam(&result, &alpha.data, w, h);
+    let lab_f = rgb_to_lab(&RgbPlane {
+        width: rect.width(),
+        height: rect.height(),
+        data: feather,
+    })?;
+    let lab_p = rgb_to_lab(&RgbPlane {
+        width: rect.width(),
+        height: rect.height(),
+        data: result.clone(),
+    })?;
+    let (mut shift, mut n) = (0.0f64, 0usize);
+    for ((a, b), &al) in lab_f.data.iter().zip(&lab_p.data).zip(&alpha.data) {
+        if al >= 0.9 {
+            let d = [0, 1, 2].map(|c| f64::from(a[c] - b[c]));
+            shift += (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+            n += 1;
+        }
+    }
+    let colour_shift = if n == 0 { 0.0 } else { shift / n as f64 };
+    Ok(Some((
+        RgbPlane {
+            width: rect.width(),
+            height: rect.height(),
+            data: result,
+        },
+        weight,
+        BlendMeasure {
+            seam_feather,
+            seam_poisson,
+            colour_shift,
+        },
+    )))
+}
+
+impl PoissonConfig {
+    /// Whether a measurement favours Poisson.
+    pub fn prefers_poisson(&self, m: &BlendMeasure) -> bool {
+        m.seam_poisson <= (1.0 - self.min_seam_gain) * m.seam_feather
+            && m.colour_shift <= self.max_colour_shift
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), EngineError> {
+        let ok = (0.0..1.0).contains(&self.min_seam_gain) && self.max_colour_shift >= 0.0;
+        ok.then_some(())
+            .ok_or_else(|| EngineError::Config(format!("Poisson settings out of range: {self:?}")))
+    }
+}
