@@ -14,7 +14,7 @@ pub const EXIT_QUARANTINED: u8 = 2;
 
 /// The helper binary that decodes video. OpenCV is linked into it alone, so every other command
 /// starts without loading OpenCV's ~240 shared libraries (about 130 ms here).
-pub const VIDEO_HELPER: &str = "roadsynth-video";
+pub const VIDEO_HELPER: &str = crate::WORKER;
 
 /// A video decoder: hands each kept frame (or quarantined item) of `clip` to the sink, in order.
 pub type VideoDecoder<'a> = &'a dyn Fn(

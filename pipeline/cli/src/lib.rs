@@ -1,8 +1,33 @@
-//! What the `roadsynth` binary and its `roadsynth-video` helper share: the ingest command and
-//! the orchestrator file that drives it.
+//! What the `roadsynth` binary and its `roadsynth-worker` helper share: the commands, their
+//! arguments and the orchestrator file that drives them.
+//!
+//! Commands that need OpenCV (video decoding, rendering) run in the worker, the only binary that
+//! links it: `roadsynth` parses their arguments (so `--help` and errors are the same) and then
+//! replaces itself with the worker, passing its arguments through.
 
+pub mod assets_cmd;
+pub mod augment;
 pub mod ingest_cmd;
 pub mod orchestrator;
+
+use std::ffi::OsString;
+
+/// The helper binary that links OpenCV, beside `roadsynth`.
+pub const WORKER: &str = "roadsynth-worker";
+
+/// Replaces this process with the worker binary, run with `args`. Returns only on failure.
+pub fn exec_worker(args: impl IntoIterator<Item = OsString>) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let worker = match std::env::current_exe() {
+        Ok(me) => me.with_file_name(WORKER),
+        Err(e) => return anyhow::anyhow!("locating the roadsynth binary: {e}"),
+    };
+    let error = std::process::Command::new(&worker).args(args).exec();
+    anyhow::anyhow!(
+        "cannot run {} (build it with `cargo build --bins`): {error}",
+        worker.display()
+    )
+}
 
 /// Logs to stderr at `level` (tracing's filter syntax); `RUST_LOG` overrides it.
 pub fn init_logging(level: &str) {

@@ -1,6 +1,7 @@
 //! The roadsynth command line: ingest, datasets, scenarios, planning and previews.
 
 mod dataset_cmd;
+mod eval_cmd;
 mod plan_cmd;
 mod preview_cmd;
 mod scenario_cmd;
@@ -8,7 +9,7 @@ mod scenario_cmd;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use roadsynth_cli::ingest_cmd;
+use roadsynth_cli::{assets_cmd, augment, ingest_cmd};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +43,13 @@ enum Command {
     /// Validate scenario files and print their JSON Schema.
     #[command(subcommand)]
     Scenario(scenario_cmd::ScenarioCommand),
+    /// Build asset banks (RGBA cut-outs) from instance-mask datasets.
+    #[command(subcommand)]
+    Assets(assets_cmd::AssetsCommand),
+    /// Run a scenario over a dataset: plan, render, edit, weather, filter, write a new version.
+    Augment(augment::AugmentArgs),
+    /// Score predictions against a dataset: COCO mAP (pycocotools-identical), slices, intervals.
+    Eval(eval_cmd::EvalArgs),
 }
 
 fn run_orchestrator(file: &std::path::Path) -> anyhow::Result<ExitCode> {
@@ -65,6 +73,10 @@ fn main() -> ExitCode {
         Command::Scenario(cmd) => Ok(scenario_cmd::run(&cmd)),
         Command::Plan(args) => plan_cmd::run(&args),
         Command::Run { file } => run_orchestrator(&file),
+        Command::Assets(cmd) => assets_cmd::run(&cmd),
+        Command::Eval(args) => eval_cmd::run(&args),
+        // Rendering needs OpenCV, which only the worker links: hand the command line over.
+        Command::Augment(_) => Err(roadsynth_cli::exec_worker(std::env::args_os().skip(1))),
     };
     match result {
         Ok(code) => code,

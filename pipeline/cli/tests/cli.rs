@@ -523,7 +523,7 @@ fn scenario_preview_draws_pngs_and_a_rerun_recording() {
 }
 
 /// Issue 3: `scenario validate` must answer in well under 50 ms; OpenCV's shared libraries alone
-/// take ~130 ms to load, so only the `roadsynth-video` helper may link them.
+/// take ~130 ms to load, so only the `roadsynth-worker` helper may link them.
 #[test]
 fn issue_3_main_binary_does_not_load_opencv() {
     let ldd = Command::new("ldd")
@@ -533,7 +533,7 @@ fn issue_3_main_binary_does_not_load_opencv() {
     let libs = String::from_utf8_lossy(&ldd.stdout);
     assert!(!libs.contains("opencv"), "roadsynth links OpenCV:\n{libs}");
     let helper = Command::new("ldd")
-        .arg(env!("CARGO_BIN_EXE_roadsynth-video"))
+        .arg(env!("CARGO_BIN_EXE_roadsynth-worker"))
         .output()
         .expect("ldd");
     assert!(String::from_utf8_lossy(&helper.stdout).contains("libopencv_videoio"));
@@ -591,4 +591,306 @@ fn orchestrator_errors_are_reported_at_their_place() {
         err.contains("o.yaml:5:") && err.contains("missing `dataset`"),
         "{err}"
     );
+}
+
+/// Ingests CamVid train and the COCO cut-out source, builds the animal asset bank.
+fn camvid_with_animal_assets(work: &Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let camvid = roadsynth_testkit::shared("datasets/camvid")?;
+    let coco = roadsynth_testkit::shared("datasets/coco-animals-vehicles")?;
+    let ds = work.join("camvid");
+    ok(&[
+        "ingest",
+        "--format",
+        "coco",
+        "--input",
+        s(&camvid.join("annotations_train.json")),
+        "--output",
+        s(&ds),
+        "--split",
+        "train",
+    ]);
+    let cav = work.join("cav");
+    ok(&[
+        "ingest",
+        "--format",
+        "coco",
+        "--input",
+        s(&coco.join("instances_subset.json")),
+        "--images-root",
+        s(&coco.join("images")),
+        "--output",
+        s(&cav),
+    ]);
+    let assets = work.join("animals");
+    let built = ok(&[
+        "assets",
+        "build",
+        "--dataset",
+        s(&cav),
+        "--classes",
+        "bird,cat,dog,horse,sheep,cow,elephant,bear,zebra,giraffe",
+        "--output",
+        s(&assets),
+    ]);
+    assert!(built.starts_with("built 166 assets"), "{built}");
+    Some((ds, assets))
+}
+
+/// Every frame of a dataset's split, without image bytes, read through the worker-free reader.
+fn frames_of(dir: &Path, split: &str) -> Vec<roadsynth_types::FrameRecord> {
+    roadsynth_dataset::Dataset::open(dir)
+        .expect("open")
+        .frames(split, roadsynth_dataset::Projection::WithoutImages)
+        .expect("frames")
+        .collect::<Result<_, _>>()
+        .expect("read")
+}
+
+#[test]
+fn issue_4_augment_inserts_filtered_animals_with_their_origin_and_is_deterministic() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let Some((ds, assets)) = camvid_with_animal_assets(work.path()) else {
+        return;
+    };
+    let Some(yolox) = roadsynth_testkit::shared("models/yolox-nano/yolox_nano.onnx") else {
+        return;
+    };
+    let run = |out: &Path| {
+        ok(&[
+            "augment",
+            "--scenario",
+            "../../scenarios/animals-on-roads.yaml",
+            "--dataset",
+            s(&ds),
+            "--output",
+            s(out),
+            "--assets",
+            s(&assets),
+            "--detector",
+            s(&yolox),
+            "--max-frames",
+            "12",
+        ])
+    };
+    let summary = run(&work.path().join("out"));
+    assert!(summary.contains("augmented 12 frames"), "{summary}");
+    let frames = frames_of(&work.path().join("out"), "train");
+    let real: Vec<_> = frames
+        .iter()
+        .filter(|f| f.frame.provenance.parent.is_none())
+        .collect();
+    let generated: Vec<_> = frames
+        .iter()
+        .filter(|f| f.frame.provenance.parent.is_some())
+        .collect();
+    assert_eq!(real.len(), 12, "the real frames are kept");
+    assert!(!generated.is_empty(), "{summary}");
+    let mut inserted = 0;
+    for g in &generated {
+        let parent = g.frame.provenance.parent.as_ref().expect("parent");
+        assert!(real.iter().any(|r| &r.frame.id == parent));
+        let step = g.frame.provenance.steps.last().expect("a step");
+        assert_eq!(step.scenario.as_deref(), Some("animals-on-roads"));
+        for a in &g.annotations {
+            if let roadsynth_types::Origin::Generated { scenario, .. } = &a.origin {
+                inserted += 1;
+                assert_eq!(scenario, "animals-on-roads");
+                assert_eq!(a.class, "animal");
+                let b = a.bbox;
+                assert!(b.x0 >= 0.0 && b.y0 >= 0.0, "{b:?}");
+                assert!(
+                    b.x1 <= f64::from(g.frame.width) && b.y1 <= f64::from(g.frame.height),
+                    "{b:?}"
+                );
+            }
+        }
+        // Inserted objects cover labelled pixels: the labels are not carried over.
+        assert!(g.frame.semantic_label.is_none());
+    }
+    assert!(inserted > 0);
+    // The filter's decisions are in provenance: every kept object scored at least the threshold.
+    let step = &generated[0].frame.provenance.steps[0];
+    assert!(step.params.to_string().contains("score"), "{}", step.params);
+    // Same inputs, same bytes: the version name is a hash of every file.
+    let again = run(&work.path().join("again"));
+    let version = |text: &str| {
+        text.split("version ")
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .map(str::to_string)
+    };
+    assert_eq!(version(&summary), version(&again), "{summary}\n{again}");
+}
+
+#[test]
+fn issue_5_augment_applies_scenario_weather_and_records_transmittance() {
+    let Some(camvid) = roadsynth_testkit::shared("datasets/camvid") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let ds = work.path().join("camvid");
+    ok(&[
+        "ingest",
+        "--format",
+        "coco",
+        "--input",
+        s(&camvid.join("annotations_val.json")),
+        "--output",
+        s(&ds),
+        "--split",
+        "train",
+    ]);
+    let out = work.path().join("fog");
+    let summary = ok(&[
+        "augment",
+        "--scenario",
+        "../../scenarios/weather-fog.yaml",
+        "--dataset",
+        s(&ds),
+        "--output",
+        s(&out),
+        "--max-frames",
+        "4",
+        "--generated-only",
+    ]);
+    assert!(summary.contains("4 weather effects"), "{summary}");
+    let real = frames_of(&ds, "train");
+    let foggy = frames_of(&out, "train");
+    assert_eq!(foggy.len(), 4);
+    for f in &foggy {
+        let parent = real
+            .iter()
+            .find(|r| Some(&r.frame.id) == f.frame.provenance.parent.as_ref())
+            .expect("parent");
+        assert_eq!(f.annotations.len(), parent.annotations.len());
+        let step = f.frame.provenance.steps.last().expect("step");
+        assert_eq!(step.operation, "weather.fog");
+        assert!(step.params.get("seed").is_some() || step.seed.is_some());
+        for (a, p) in f.annotations.iter().zip(&parent.annotations) {
+            assert_eq!(a.bbox, p.bbox, "fog keeps boxes");
+            let t = a.attributes["fog_transmittance"].as_f64().expect("number");
+            assert!(t > 0.0 && t <= 1.0, "{t}");
+        }
+        // Weather keeps every pixel's class: the semantic labels stay.
+        assert!(f.frame.semantic_label.is_some());
+    }
+}
+
+#[test]
+fn issue_4_vehicle_edits_on_kitti_keep_boxes_and_mark_edited_cars() {
+    let Some(kitti) = roadsynth_testkit::shared("datasets/kitti-object") else {
+        return;
+    };
+    let Some(voc) = roadsynth_testkit::shared(
+        "models/deeplabv3-mobilenetv2-voc/deeplabv3_mnv2_pascalvoc_257.onnx",
+    ) else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let ds = work.path().join("kitti");
+    ok(&[
+        "ingest",
+        "--format",
+        "kitti",
+        "--input",
+        s(&kitti),
+        "--output",
+        s(&ds),
+    ]);
+    let out = work.path().join("repainted");
+    let summary = ok(&[
+        "augment",
+        "--scenario",
+        "../../scenarios/vehicle-appearance.yaml",
+        "--dataset",
+        s(&ds),
+        "--output",
+        s(&out),
+        "--vehicle-model",
+        s(&voc),
+        "--generated-only",
+    ]);
+    let edited = frames_of(&out, "train");
+    assert!(!edited.is_empty(), "{summary}");
+    let real = frames_of(&ds, "train");
+    for f in &edited {
+        let parent = real
+            .iter()
+            .find(|r| Some(&r.frame.id) == f.frame.provenance.parent.as_ref())
+            .expect("parent");
+        let boxes = |r: &roadsynth_types::FrameRecord| -> Vec<_> {
+            r.annotations.iter().map(|a| a.bbox).collect()
+        };
+        assert_eq!(boxes(f), boxes(parent), "appearance edits keep geometry");
+        assert!(
+            f.annotations
+                .iter()
+                .any(|a| a.attributes.contains_key("appearance_edit"))
+        );
+    }
+}
+
+#[test]
+fn eval_scores_a_coco_results_file_with_intervals() {
+    let Some(camvid) = roadsynth_testkit::shared("datasets/camvid") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let ds = work.path().join("camvid");
+    ok(&[
+        "ingest",
+        "--format",
+        "coco",
+        "--input",
+        s(&camvid.join("annotations_val.json")),
+        "--output",
+        s(&ds),
+        "--split",
+        "val",
+    ]);
+    // Perfect detections: the export's own boxes, scored 1, give AP 1.
+    let export = work.path().join("export");
+    ok(&[
+        "dataset",
+        "export",
+        s(&ds),
+        "--format",
+        "coco",
+        "--output",
+        s(&export),
+    ]);
+    let coco: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(export.join("annotations.json")).expect("export"),
+    )
+    .expect("json");
+    let dets: Vec<serde_json::Value> = coco["annotations"]
+        .as_array()
+        .expect("annotations")
+        .iter()
+        .map(|a| {
+            serde_json::json!({"image_id": a["image_id"], "category_id": a["category_id"],
+                "bbox": a["bbox"], "score": 1.0})
+        })
+        .collect();
+    let preds = work.path().join("preds.json");
+    std::fs::write(&preds, serde_json::to_string(&dets).expect("ser")).expect("write");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--dataset",
+        s(&ds),
+        "--predictions",
+        s(&preds),
+        "--bootstrap",
+        "50",
+        "--json",
+    ]))
+    .expect("json");
+    let overall = &report["overall"];
+    assert_eq!(overall["images"], 101);
+    for key in ["ap", "ap50", "ap75"] {
+        let v = overall["summary"][key].as_f64().expect(key);
+        assert!((v - 1.0).abs() < 1e-9, "{key} = {v}");
+    }
+    assert!(overall["intervals"]["ap"].is_object(), "{overall}");
+    assert_eq!(overall["per_class"].as_array().map(Vec::len), Some(3));
 }

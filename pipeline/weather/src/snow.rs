@@ -259,7 +259,10 @@ impl Snow {
     ) -> (Vec<f32>, Population) {
         let (n0, lambda) = gunn_marshall(self.rate_mm_h);
         if n0 == 0.0 {
-            return (vec![0.0; w * h], plan(0.0, w, h, focal, self.near_m, self.far_m, 0));
+            return (
+                vec![0.0; w * h],
+                plan(0.0, w, h, focal, self.near_m, self.far_m, 0),
+            );
         }
         let density = n0 / lambda * (-lambda * f64::from(self.min_melted_mm)).exp();
         let mut population = plan(

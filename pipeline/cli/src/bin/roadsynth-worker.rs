@@ -1,18 +1,21 @@
-//! The video helper of `roadsynth ingest --format video`: the only binary that links OpenCV.
-//! It takes the same arguments as `roadsynth` (the main binary passes its own through).
+//! The worker of `roadsynth`: the only binary that links OpenCV. It runs the commands that need it
+//! (video ingest, rendering) with the same arguments as `roadsynth`, which hands
+//! those command lines to it.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use roadsynth_cli::augment;
 use roadsynth_cli::ingest_cmd::{self, IngestArgs};
+use roadsynth_stages::{AugmentConfig, RendererKind};
 use roadsynth_types::{FrameRecord, Quarantined};
 use roadsynth_video::{VideoOptions, ingest_video};
 
 #[derive(Debug, Parser)]
 #[command(
-    name = "roadsynth-video",
-    about = "Video ingest helper of roadsynth (links OpenCV)."
+    name = "roadsynth-worker",
+    about = "The roadsynth commands that need OpenCV: video ingest, rendering."
 )]
 struct Cli {
     #[arg(long, global = true, default_value = "info")]
@@ -24,6 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Ingest(IngestArgs),
+    Augment(augment::AugmentArgs),
 }
 
 fn decode(
@@ -39,11 +43,60 @@ fn decode(
     ingest_video::<anyhow::Error>(clip, &options, sink).map(|_| ())
 }
 
+fn augment(args: &augment::AugmentArgs) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let mut scenario =
+        roadsynth_scenario::load(&args.scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(seed) = args.seed {
+        scenario.seed = seed;
+    }
+    let config = AugmentConfig {
+        dataset: args.dataset.clone(),
+        output: args.output.clone(),
+        assets: args.assets.clone(),
+        renderer: RendererKind::parse(&args.renderer)
+            .ok_or_else(|| anyhow::anyhow!("unknown renderer {}", args.renderer))?,
+        diffusion_model: args.diffusion_model.clone(),
+        detector: args.detector.clone(),
+        filter_threshold: args.filter_threshold,
+        vehicle_model: args.vehicle_model.clone(),
+        drivable_model: args.drivable_model.clone(),
+        max_frames: args.max_frames,
+        generated_only: args.generated_only,
+    };
+    let s = roadsynth_stages::augment(&config, &scenario)?;
+    println!(
+        "augmented {} frames of {} with {}: {} variants written ({} unchanged, dropped); insertions: {} planned, {} kept, {} filtered out, {} not rendered; {} vehicles edited; {} weather effects; {} real frames kept; version {} in {:.1}s",
+        s.frames_read,
+        args.dataset.display(),
+        scenario.name,
+        s.variants_written,
+        s.variants_unchanged,
+        s.insertions_planned,
+        s.insertions_rendered,
+        s.insertions_filtered_out,
+        s.insertions_not_rendered,
+        s.vehicles_edited,
+        s.weather_applied,
+        s.real_frames_written,
+        s.version,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if s.quarantined > 0 {
+        ExitCode::from(ingest_cmd::EXIT_QUARANTINED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     roadsynth_cli::init_logging(&cli.log);
-    let Command::Ingest(args) = cli.command;
-    match ingest_cmd::run(&args, Some(&decode)) {
+    let result = match cli.command {
+        Command::Ingest(args) => ingest_cmd::run(&args, Some(&decode)),
+        Command::Augment(args) => augment(&args),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
