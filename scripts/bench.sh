@@ -8,3 +8,5 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 cargo run --locked -q -p roadsynth-formats --example ingest_bench
 cargo run --locked -q -p roadsynth-placement --example plan_bench
 cargo run --locked -q -p roadsynth-weather --example weather_bench
+cargo run --locked -q -p roadsynth-engine --example composite_bench
+cargo run --locked -q -p roadsynth-diffusion --example diffusion_bench -- --sizes 32,64,128 --steps 3 --threads 1
