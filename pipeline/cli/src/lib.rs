@@ -7,8 +7,10 @@
 
 pub mod assets_cmd;
 pub mod augment;
+pub mod dataset_cmd;
 pub mod ingest_cmd;
 pub mod orchestrator;
+pub mod run_cmd;
 
 use std::ffi::OsString;
 

@@ -1,6 +1,5 @@
 //! The roadsynth command line: ingest, datasets, scenarios, planning and previews.
 
-mod dataset_cmd;
 mod eval_cmd;
 mod plan_cmd;
 mod preview_cmd;
@@ -9,7 +8,7 @@ mod scenario_cmd;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use roadsynth_cli::{assets_cmd, augment, ingest_cmd};
+use roadsynth_cli::{assets_cmd, augment, dataset_cmd, ingest_cmd};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,7 +31,8 @@ enum Command {
     /// Inspect and export datasets.
     #[command(subcommand)]
     Dataset(dataset_cmd::DatasetCommand),
-    /// Run the pipeline of an orchestrator file (today: its ingest stage, then dataset stats).
+    /// Run the pipeline of an orchestrator file: ingest, asset banks, augmentations (stages
+    /// whose inputs did not change are skipped).
     Run {
         /// The orchestrator file (the repository's `orchestrator.yaml` is the default run).
         #[arg(default_value = "orchestrator.yaml")]
@@ -52,17 +52,6 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
 }
 
-fn run_orchestrator(file: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let config = roadsynth_cli::orchestrator::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let code = roadsynth_cli::orchestrator::run_ingest(&config)?;
-    let mut names: Vec<&str> = config.sources.iter().map(|s| s.dataset.as_str()).collect();
-    names.dedup();
-    for name in names {
-        dataset_cmd::print_stats(&config.datasets_root.join(name))?;
-    }
-    Ok(code)
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     roadsynth_cli::init_logging(&cli.log);
@@ -72,7 +61,10 @@ fn main() -> ExitCode {
         Command::Dataset(cmd) => dataset_cmd::run(&cmd),
         Command::Scenario(cmd) => Ok(scenario_cmd::run(&cmd)),
         Command::Plan(args) => plan_cmd::run(&args),
-        Command::Run { file } => run_orchestrator(&file),
+        // The run renders (augment): the worker runs it, after the file is checked here.
+        Command::Run { file } => roadsynth_cli::orchestrator::load(&file)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|_| Err(roadsynth_cli::exec_worker(std::env::args_os().skip(1)))),
         Command::Assets(cmd) => assets_cmd::run(&cmd),
         Command::Eval(args) => eval_cmd::run(&args),
         // Rendering needs OpenCV, which only the worker links: hand the command line over.

@@ -1,5 +1,6 @@
-//! `orchestrator.yaml`: what the main job runs. For now its sources and output root drive the
-//! ingest stage; the staged dataflow, schedule and the other stages arrive with issue 6.
+//! `orchestrator.yaml`: what the main job runs: sources (ingest), asset banks, augmentations
+//! (scenarios over datasets) and the model files they use, pinned by sha256. Checked with every
+//! error at once (`file:line:col`), then resolved into typed settings.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,7 +18,57 @@ struct OrchestratorWire {
     #[serde(default)]
     sources: Vec<SourceWire>,
     #[serde(default)]
+    assets: Vec<AssetsWire>,
+    #[serde(default)]
+    augment: Vec<AugmentWire>,
+    #[serde(default)]
+    models: ModelsWire,
+    #[serde(default)]
     outputs: OutputsWire,
+}
+
+/// An asset bank built from one of the datasets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssetsWire {
+    name: Option<String>,
+    dataset: Option<String>,
+    #[serde(default)]
+    classes: Vec<String>,
+}
+
+/// A scenario run over a dataset into a new dataset.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AugmentWire {
+    /// Output dataset name.
+    name: Option<String>,
+    dataset: Option<String>,
+    scenario: Option<String>,
+    assets: Option<String>,
+    #[serde(default)]
+    renderer: Option<String>,
+    /// Filter insertions with the detector of `models.detector`.
+    #[serde(default)]
+    filter: Option<bool>,
+    #[serde(default)]
+    max_frames: Option<usize>,
+}
+
+/// A model file and the sha256 it must have.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelWire {
+    path: Option<String>,
+    sha256: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelsWire {
+    detector: Option<ModelWire>,
+    vehicle_segmenter: Option<ModelWire>,
+    drivable_area: Option<ModelWire>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +97,8 @@ struct SourceWire {
 struct OutputsWire {
     #[serde(default)]
     datasets: Option<String>,
+    #[serde(default)]
+    assets: Option<String>,
 }
 
 /// One resolved source.
@@ -59,11 +112,58 @@ pub struct Source {
     pub every: u32,
 }
 
+/// An asset bank to build: `<assets_root>/<name>` from `<datasets_root>/<dataset>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssetBankSpec {
+    pub name: String,
+    pub dataset: String,
+    pub classes: Vec<String>,
+}
+
+/// A scenario to run: `<datasets_root>/<dataset>` into `<datasets_root>/<name>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AugmentSpec {
+    pub name: String,
+    pub dataset: String,
+    pub scenario: PathBuf,
+    pub assets: Option<String>,
+    pub renderer: String,
+    pub filter: bool,
+    pub max_frames: Option<usize>,
+}
+
+/// A model file, checked against its pinned sha256 before use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PinnedModel {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Models {
+    pub detector: Option<PinnedModel>,
+    pub vehicle_segmenter: Option<PinnedModel>,
+    pub drivable_area: Option<PinnedModel>,
+}
+
 /// The resolved orchestrator settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Orchestrator {
     pub sources: Vec<Source>,
+    pub assets: Vec<AssetBankSpec>,
+    pub augment: Vec<AugmentSpec>,
+    pub models: Models,
     pub datasets_root: PathBuf,
+    pub assets_root: PathBuf,
+}
+
+const RENDERERS: [&str; 3] = ["exemplar", "plain", "diffusion"];
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 fn resolve_path(base: &Path, raw: &str) -> PathBuf {
@@ -138,6 +238,110 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
             });
         }
     }
+    let mut datasets: Vec<String> = sources.iter().map(|s| s.dataset.clone()).collect();
+    let mut assets = Vec::new();
+    for (i, a) in wire.assets.iter().enumerate() {
+        let at = |field: &str| format!("assets[{i}].{field}");
+        check.check(
+            a.name.as_deref().is_some_and(valid_name),
+            &at("name"),
+            || "`name` is needed: letters, digits, `-`, `_` or `.`".into(),
+        );
+        check.check(
+            a.dataset.as_ref().is_some_and(|d| datasets.contains(d)),
+            &at("dataset"),
+            || format!("`dataset` must name a source's dataset (one of {datasets:?})"),
+        );
+        if let (Some(name), Some(dataset)) = (&a.name, &a.dataset) {
+            assets.push(AssetBankSpec {
+                name: name.clone(),
+                dataset: dataset.clone(),
+                classes: a.classes.clone(),
+            });
+        }
+    }
+    let mut augment = Vec::new();
+    for (i, a) in wire.augment.iter().enumerate() {
+        let at = |field: &str| format!("augment[{i}].{field}");
+        check.check(
+            a.name.as_deref().is_some_and(valid_name),
+            &at("name"),
+            || "`name` (the output dataset) is needed: letters, digits, `-`, `_` or `.`".into(),
+        );
+        check.check(
+            a.dataset.as_ref().is_some_and(|d| datasets.contains(d)),
+            &at("dataset"),
+            || format!("`dataset` must name a source's or an earlier augment's dataset (one of {datasets:?})"),
+        );
+        let scenario = a.scenario.as_deref().map(|raw| resolve_path(base, raw));
+        check.check(
+            scenario.as_ref().is_some_and(|p| p.is_file()),
+            &at("scenario"),
+            || match &scenario {
+                Some(p) => format!("scenario {} does not exist", p.display()),
+                None => "`scenario` is needed".into(),
+            },
+        );
+        if let Some(bank) = &a.assets {
+            check.check(
+                assets.iter().any(|b| &b.name == bank),
+                &at("assets"),
+                || format!("no asset bank named {bank:?} in `assets`"),
+            );
+        }
+        let renderer = a.renderer.clone().unwrap_or_else(|| "exemplar".into());
+        check.check(
+            RENDERERS.contains(&renderer.as_str()),
+            &at("renderer"),
+            || format!("renderer {renderer:?} is not one of {RENDERERS:?}"),
+        );
+        let filter = a.filter.unwrap_or(false);
+        check.check(
+            !filter || wire.models.detector.is_some(),
+            &at("filter"),
+            || "`filter: true` needs `models.detector`".into(),
+        );
+        if let (Some(name), Some(dataset), Some(scenario)) = (&a.name, &a.dataset, scenario) {
+            augment.push(AugmentSpec {
+                name: name.clone(),
+                dataset: dataset.clone(),
+                scenario,
+                assets: a.assets.clone(),
+                renderer,
+                filter,
+                max_frames: a.max_frames,
+            });
+            datasets.push(name.clone());
+        }
+    }
+    let mut pinned = |field: &str, m: &Option<ModelWire>| -> Option<PinnedModel> {
+        let m = m.as_ref()?;
+        let at = format!("models.{field}");
+        let path = m.path.as_deref().map(|raw| resolve_path(base, raw));
+        check.check(
+            path.as_ref().is_some_and(|p| p.is_file()),
+            &format!("{at}.path"),
+            || match &path {
+                Some(p) => format!("model file {} does not exist", p.display()),
+                None => "`path` is needed".into(),
+            },
+        );
+        let sha = m.sha256.clone().unwrap_or_default();
+        check.check(
+            sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+            &format!("{at}.sha256"),
+            || "`sha256` must be the file's 64-hex-digit SHA-256 (`sha256sum FILE`)".into(),
+        );
+        Some(PinnedModel {
+            path: path?,
+            sha256: sha.to_ascii_lowercase(),
+        })
+    };
+    let models = Models {
+        detector: pinned("detector", &wire.models.detector),
+        vehicle_segmenter: pinned("vehicle_segmenter", &wire.models.vehicle_segmenter),
+        drivable_area: pinned("drivable_area", &wire.models.drivable_area),
+    };
     if let Err(semantic) = check.finish() {
         errors.extend(semantic.0);
     }
@@ -146,9 +350,14 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
         return Err(ConfigErrors(errors));
     }
     let datasets_root = base.join(wire.outputs.datasets.as_deref().unwrap_or("datasets"));
+    let assets_root = base.join(wire.outputs.assets.as_deref().unwrap_or("assets"));
     Ok(Orchestrator {
         sources,
+        assets,
+        augment,
+        models,
         datasets_root,
+        assets_root,
     })
 }
 

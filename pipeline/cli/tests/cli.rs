@@ -540,44 +540,85 @@ fn issue_3_main_binary_does_not_load_opencv() {
 }
 
 #[test]
-fn run_the_repository_orchestrator_ingests_every_source() {
+fn run_the_repository_orchestrator_runs_every_stage_and_skips_unchanged_ones() {
     if roadsynth_testkit::shared("datasets/camvid").is_none() {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    // The repository's own file, with its outputs redirected to a temporary folder.
+    // The repository's own file, with its outputs redirected to a temporary folder and each
+    // augmentation cut to a few frames (the full run is the README's main command).
     let text = std::fs::read_to_string(repo.join("orchestrator.yaml")).expect("orchestrator.yaml");
-    let text = text.replace(
-        "  datasets: datasets",
-        &format!("  datasets: {}", work.path().join("ds").display()),
-    );
+    let text = text
+        .replace(
+            "  datasets: datasets",
+            &format!("  datasets: {}", work.path().join("ds").display()),
+        )
+        .replace(
+            "  assets: assets",
+            &format!("  assets: {}", work.path().join("assets").display()),
+        )
+        .replace(
+            "    scenario: scenarios/",
+            &format!(
+                "    max_frames: 6\n    scenario: {}/scenarios/",
+                repo.display()
+            ),
+        );
     let file = work.path().join("orchestrator.yaml");
     std::fs::write(&file, text).expect("write");
     let shared = roadsynth_testkit::shared_root().expect("shared");
-    let out = Command::new(env!("CARGO_BIN_EXE_roadsynth"))
-        .args(["run", s(&file)])
-        .env("ROADSYNTH_SHARED", &shared)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_roadsynth"))
+            .args(["run", s(&file)])
+            .env("ROADSYNTH_SHARED", &shared)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = run();
     assert_eq!(stats(&work.path().join("ds/kitti"))["frames"], 18);
     assert_eq!(stats(&work.path().join("ds/camvid"))["frames"], 468);
     assert_eq!(
         stats(&work.path().join("ds/road-animals"))["annotations"]["animal"],
         20
     );
+    assert!(first.contains("built 166 assets"), "{first}");
+    let roadsynth_arm = stats(&work.path().join("ds/camvid-roadsynth"));
+    // With max_frames the arm holds the first 6 train frames, their variants and the real val.
+    assert_eq!(
+        roadsynth_arm["splits"]["val"]["frames"], 101,
+        "{roadsynth_arm}"
+    );
+    assert!(
+        roadsynth_arm["splits"]["train"]["frames"].as_u64() > Some(6),
+        "{roadsynth_arm}"
+    );
+    assert!(roadsynth_arm["annotations"]["animal"].as_u64() > Some(0));
+    let naive_arm = stats(&work.path().join("ds/camvid-naive"));
+    assert!(naive_arm["annotations"]["animal"].as_u64() > Some(0));
+    // Nothing changed: every stage after ingest is skipped.
+    let second = run();
+    for stage in [
+        "assets animals: up to date",
+        "augment camvid-roadsynth: up to date",
+        "augment camvid-naive: up to date",
+        "augment camvid-fog: up to date",
+    ] {
+        assert!(second.contains(stage), "{second}");
+    }
 }
 
 #[test]
 fn orchestrator_errors_are_reported_at_their_place() {
     let work = tempfile::tempdir().expect("tempdir");
     let file = work.path().join("o.yaml");
-    std::fs::write(&file, "sources:\n  - dataset: x\n    format: kitty\n    input: nope\n  - format: coco\n    colour: red\n").expect("write");
+    std::fs::write(&file, "sources:\n  - dataset: x\n    format: kitty\n    input: nope\n  - format: coco\n    colour: red\naugment:\n  - name: y\n    dataset: nowhere\n    scenario: s.yaml\nmodels:\n  detector: {path: m.onnx, sha256: abc}\n").expect("write");
     let out = roadsynth(&["run", s(&file)]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -589,6 +630,16 @@ fn orchestrator_errors_are_reported_at_their_place() {
     // Semantic errors come in the same run: the second source names no dataset and no input.
     assert!(
         err.contains("o.yaml:5:") && err.contains("missing `dataset`"),
+        "{err}"
+    );
+    // Stage and model errors too, each at its place.
+    assert!(err.contains("o.yaml:9:14: `dataset` must name"), "{err}");
+    assert!(
+        err.contains("o.yaml:10:") && err.contains("s.yaml"),
+        "{err}"
+    );
+    assert!(
+        err.contains("o.yaml:12:") && err.contains("64-hex-digit"),
         "{err}"
     );
 }

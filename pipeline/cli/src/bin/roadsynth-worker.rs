@@ -8,6 +8,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use roadsynth_cli::augment;
 use roadsynth_cli::ingest_cmd::{self, IngestArgs};
+use roadsynth_cli::orchestrator::{AugmentSpec, Orchestrator};
+use roadsynth_cli::run_cmd;
 use roadsynth_stages::{AugmentConfig, RendererKind};
 use roadsynth_types::{FrameRecord, Quarantined};
 use roadsynth_video::{VideoOptions, ingest_video};
@@ -28,6 +30,10 @@ struct Cli {
 enum Command {
     Ingest(IngestArgs),
     Augment(augment::AugmentArgs),
+    Run {
+        #[arg(default_value = "orchestrator.yaml")]
+        file: std::path::PathBuf,
+    },
 }
 
 fn decode(
@@ -41,6 +47,37 @@ fn decode(
         every,
     };
     ingest_video::<anyhow::Error>(clip, &options, sink).map(|_| ())
+}
+
+/// One augmentation of an orchestrator file, as `roadsynth augment` would run it.
+fn orchestrated_augment(spec: &AugmentSpec, config: &Orchestrator) -> Result<bool> {
+    let path =
+        |m: &Option<roadsynth_cli::orchestrator::PinnedModel>| m.as_ref().map(|m| m.path.clone());
+    let args = augment::AugmentArgs {
+        scenario: spec.scenario.clone(),
+        dataset: config.datasets_root.join(&spec.dataset),
+        output: config.datasets_root.join(&spec.name),
+        seed: None,
+        assets: spec.assets.as_ref().map(|a| config.assets_root.join(a)),
+        renderer: spec.renderer.clone(),
+        diffusion_model: None,
+        detector: if spec.filter {
+            path(&config.models.detector)
+        } else {
+            None
+        },
+        filter_threshold: 0.25,
+        vehicle_model: path(&config.models.vehicle_segmenter),
+        drivable_model: path(&config.models.drivable_area),
+        max_frames: spec.max_frames,
+        generated_only: false,
+    };
+    Ok(augment(&args)? == ExitCode::from(ingest_cmd::EXIT_QUARANTINED))
+}
+
+fn run(file: &std::path::Path) -> Result<ExitCode> {
+    let config = roadsynth_cli::orchestrator::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    run_cmd::run(&config, &orchestrated_augment)
 }
 
 fn augment(args: &augment::AugmentArgs) -> Result<ExitCode> {
@@ -95,6 +132,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ingest(args) => ingest_cmd::run(&args, Some(&decode)),
         Command::Augment(args) => augment(&args),
+        Command::Run { file } => run(&file),
     };
     match result {
         Ok(code) => code,
