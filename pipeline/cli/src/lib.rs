@@ -11,6 +11,8 @@ pub mod dataset_cmd;
 pub mod ingest_cmd;
 pub mod orchestrator;
 pub mod run_cmd;
+pub mod runs_cmd;
+pub mod schedule;
 
 use std::ffi::OsString;
 

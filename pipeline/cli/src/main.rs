@@ -8,7 +8,7 @@ mod scenario_cmd;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use roadsynth_cli::{assets_cmd, augment, dataset_cmd, ingest_cmd};
+use roadsynth_cli::{assets_cmd, augment, dataset_cmd, ingest_cmd, runs_cmd};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +48,17 @@ enum Command {
     Assets(assets_cmd::AssetsCommand),
     /// Run a scenario over a dataset: plan, render, edit, weather, filter, write a new version.
     Augment(augment::AugmentArgs),
+    /// Run the orchestrator file on its `schedule` (cron), one run at a time, until stopped.
+    Schedule {
+        #[arg(default_value = "orchestrator.yaml")]
+        file: std::path::PathBuf,
+        /// Stop after this many runs (tests, one-off catch-ups).
+        #[arg(long)]
+        max_runs: Option<u32>,
+    },
+    /// What past runs did, from their ledgers.
+    #[command(subcommand)]
+    Runs(runs_cmd::RunsCommand),
     /// Score predictions against a dataset: COCO mAP (pycocotools-identical), slices, intervals.
     Eval(eval_cmd::EvalArgs),
 }
@@ -67,6 +78,10 @@ fn main() -> ExitCode {
             .and_then(|_| Err(roadsynth_cli::exec_worker(std::env::args_os().skip(1)))),
         Command::Assets(cmd) => assets_cmd::run(&cmd),
         Command::Eval(args) => eval_cmd::run(&args),
+        Command::Runs(cmd) => runs_cmd::run(&cmd),
+        Command::Schedule { file, .. } => roadsynth_cli::orchestrator::load(&file)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|_| Err(roadsynth_cli::exec_worker(std::env::args_os().skip(1)))),
         // Rendering needs OpenCV, which only the worker links: hand the command line over.
         Command::Augment(_) => Err(roadsynth_cli::exec_worker(std::env::args_os().skip(1))),
     };

@@ -24,7 +24,24 @@ struct OrchestratorWire {
     #[serde(default)]
     models: ModelsWire,
     #[serde(default)]
+    schedule: Option<ScheduleWire>,
+    #[serde(default)]
     outputs: OutputsWire,
+}
+
+/// When `roadsynth schedule` runs the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleWire {
+    /// Cron expression: five fields (minute hour day-of-month month day-of-week), or six with
+    /// seconds first.
+    cron: Option<String>,
+    /// IANA time zone the expression is read in (default UTC).
+    #[serde(default)]
+    time_zone: Option<String>,
+    /// What happens to runs missed while no scheduler was running or a run was still going.
+    #[serde(default)]
+    missed: Option<MissedRuns>,
 }
 
 /// An asset bank built from one of the datasets.
@@ -99,6 +116,8 @@ struct OutputsWire {
     datasets: Option<String>,
     #[serde(default)]
     assets: Option<String>,
+    #[serde(default)]
+    runs: Option<String>,
 }
 
 /// One resolved source.
@@ -146,6 +165,34 @@ pub struct Models {
     pub drivable_area: Option<PinnedModel>,
 }
 
+/// What the scheduler does about runs it missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissedRuns {
+    /// One catch-up run at start-up if any scheduled time passed since the last run (the
+    /// default: data is fresh again, without a burst of identical runs).
+    RunOnce,
+    /// Wait for the next scheduled time.
+    Skip,
+}
+
+/// The resolved schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub cron: croner::Cron,
+    pub time_zone: chrono_tz::Tz,
+    pub missed: MissedRuns,
+}
+
+/// Parses five- or six-field (seconds first) cron expressions.
+pub fn parse_cron(expression: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(expression)
+        .map_err(|e| e.to_string())
+}
+
 /// The resolved orchestrator settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Orchestrator {
@@ -153,8 +200,14 @@ pub struct Orchestrator {
     pub assets: Vec<AssetBankSpec>,
     pub augment: Vec<AugmentSpec>,
     pub models: Models,
+    pub schedule: Option<Schedule>,
     pub datasets_root: PathBuf,
     pub assets_root: PathBuf,
+    /// Run ledgers and recordings: `<runs_root>/<run id>/`.
+    pub runs_root: PathBuf,
+    /// The file's own bytes hash: recorded in every run's ledger.
+    pub config_hash: String,
+    pub file: PathBuf,
 }
 
 const RENDERERS: [&str; 3] = ["exemplar", "plain", "diffusion"];
@@ -342,6 +395,32 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
         vehicle_segmenter: pinned("vehicle_segmenter", &wire.models.vehicle_segmenter),
         drivable_area: pinned("drivable_area", &wire.models.drivable_area),
     };
+    let schedule = wire.schedule.as_ref().and_then(|w| {
+        let cron = match w.cron.as_deref().map(parse_cron) {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                check.error("schedule.cron", format!("not a cron expression: {e}"));
+                None
+            }
+            None => {
+                check.error(
+                    "schedule",
+                    "`cron` is needed, e.g. \"0 3 * * *\"".to_string(),
+                );
+                None
+            }
+        };
+        let zone = w.time_zone.as_deref().unwrap_or("UTC");
+        let time_zone = zone.parse::<chrono_tz::Tz>().ok();
+        check.check(time_zone.is_some(), "schedule.time_zone", || {
+            format!("{zone:?} is not an IANA time zone (e.g. Europe/Berlin, UTC)")
+        });
+        Some(Schedule {
+            cron: cron?,
+            time_zone: time_zone?,
+            missed: w.missed.unwrap_or(MissedRuns::RunOnce),
+        })
+    });
     if let Err(semantic) = check.finish() {
         errors.extend(semantic.0);
     }
@@ -351,13 +430,18 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
     }
     let datasets_root = base.join(wire.outputs.datasets.as_deref().unwrap_or("datasets"));
     let assets_root = base.join(wire.outputs.assets.as_deref().unwrap_or("assets"));
+    let runs_root = base.join(wire.outputs.runs.as_deref().unwrap_or("runs"));
     Ok(Orchestrator {
         sources,
         assets,
         augment,
         models,
+        schedule,
         datasets_root,
         assets_root,
+        runs_root,
+        config_hash: blake3::hash(text.as_bytes()).to_hex()[..16].to_string(),
+        file: path.to_path_buf(),
     })
 }
 

@@ -4,10 +4,19 @@
 //! file with the content hash of all three, written after the output is committed, so a crash
 //! before that point simply reruns the stage (outputs are committed atomically).
 //!
+//! Every run has an id (UTC start time and the config hash) and a ledger,
+//! `<runs>/<id>/ledger.json`: config hash, code version, each stage's inputs, output, key, status
+//! and timing, and the error if the run failed. It is rewritten atomically after every stage, so
+//! a killed run leaves a ledger saying how far it got. A lock (`<runs>/.lock`) keeps two runs of
+//! the same outputs from overlapping; the scheduler takes the same lock.
+//!
 //! Stages that render are given as a callback: only the worker binary links them.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
 
 use anyhow::{Context, Result};
 use roadsynth_dataset::Dataset;
@@ -108,17 +117,160 @@ pub fn augment_key(spec: &AugmentSpec, config: &Orchestrator) -> Result<String> 
     })))
 }
 
-/// Runs every stage of `config`.
+/// One stage of a run, as the ledger records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub stage: String,
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub output: String,
+    pub key: Option<String>,
+    /// `ran`, `skipped` (unchanged key) or `failed`.
+    pub status: String,
+    pub seconds: f64,
+    /// The output dataset's version after the stage, when it is a dataset.
+    pub output_version: Option<String>,
+}
+
+/// A run's ledger.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ledger {
+    pub run_id: String,
+    pub config_file: String,
+    pub config_hash: String,
+    pub tool_version: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// `running`, `succeeded`, `succeeded_with_quarantine` or `failed`.
+    pub status: String,
+    pub stages: Vec<StageRecord>,
+    pub error: Option<String>,
+}
+
+impl Ledger {
+    fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = dir.join("ledger.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join("ledger.json"))
+            .with_context(|| format!("writing {}", dir.display()))
+    }
+}
+
+/// Holds `<runs>/.lock` for the life of a run.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock, or says which file holds it.
+    pub fn acquire(runs_root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(runs_root)
+            .with_context(|| format!("creating {}", runs_root.display()))?;
+        let path = runs_root.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another run holds {} (runs never overlap; wait for it or stop it)",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// Runs every stage of `config` under a new run id; returns the id with the exit code.
 pub fn run(config: &Orchestrator, augment: AugmentRunner<'_>) -> Result<ExitCode> {
+    let _lock = RunLock::acquire(&config.runs_root)?;
+    let started = chrono::Utc::now();
+    let run_id = format!(
+        "{}-{}",
+        started.format("%Y%m%dT%H%M%SZ"),
+        &config.config_hash[..8]
+    );
+    let dir = config.runs_root.join(&run_id);
+    let mut ledger = Ledger {
+        run_id: run_id.clone(),
+        config_file: config.file.display().to_string(),
+        config_hash: config.config_hash.clone(),
+        tool_version: TOOL_VERSION.to_string(),
+        started_at: now(),
+        finished_at: None,
+        status: "running".into(),
+        stages: Vec::new(),
+        error: None,
+    };
+    ledger.write(&dir)?;
+    println!("run {run_id}");
+    let result = run_stages(config, augment, &mut ledger, &dir);
+    ledger.finished_at = Some(now());
+    match &result {
+        Ok(code) => {
+            ledger.status = if *code == ExitCode::SUCCESS {
+                "succeeded".into()
+            } else {
+                "succeeded_with_quarantine".into()
+            };
+        }
+        Err(e) => {
+            ledger.status = "failed".into();
+            ledger.error = Some(format!("{e:#}"));
+        }
+    }
+    ledger.write(&dir)?;
+    result
+}
+
+fn run_stages(
+    config: &Orchestrator,
+    augment: AugmentRunner<'_>,
+    ledger: &mut Ledger,
+    dir: &Path,
+) -> Result<ExitCode> {
     check_models(config)?;
+    let clock = Instant::now();
     let mut quarantined =
         crate::orchestrator::run_ingest(config)? == ExitCode::from(EXIT_QUARANTINED);
     let mut names: Vec<&str> = config.sources.iter().map(|s| s.dataset.as_str()).collect();
     names.dedup();
-    for name in names {
-        crate::dataset_cmd::print_stats(&config.datasets_root.join(name))?;
+    for name in &names {
+        let output = config.datasets_root.join(name);
+        crate::dataset_cmd::print_stats(&output)?;
+        ledger.stages.push(StageRecord {
+            stage: "ingest".into(),
+            name: (*name).to_string(),
+            inputs: config
+                .sources
+                .iter()
+                .filter(|s| s.dataset == *name)
+                .map(|s| s.input.display().to_string())
+                .collect(),
+            output: output.display().to_string(),
+            key: None,
+            status: "ran".into(),
+            seconds: clock.elapsed().as_secs_f64(),
+            output_version: dataset_version(&output).ok(),
+        });
     }
+    ledger.write(dir)?;
     for bank in &config.assets {
+        let clock = Instant::now();
         let output: PathBuf = config.assets_root.join(&bank.name);
         let dataset = config.datasets_root.join(&bank.dataset);
         let key = stage_key(&serde_json::json!({
@@ -126,32 +278,85 @@ pub fn run(config: &Orchestrator, augment: AugmentRunner<'_>) -> Result<ExitCode
             "spec": format!("{bank:?}"),
             "input": dataset_version(&dataset)?,
         }));
-        if is_current(&output, &key) {
+        let status = if is_current(&output, &key) {
             println!("assets {}: up to date", bank.name);
-            continue;
-        }
-        assets_cmd::build(&BuildArgs {
-            dataset,
-            classes: bank.classes.clone(),
-            splits: Vec::new(),
-            min_area_px: 0,
-            output: output.clone(),
-        })?;
-        mark_current(&output, &key)?;
+            "skipped"
+        } else {
+            assets_cmd::build(&BuildArgs {
+                dataset: dataset.clone(),
+                classes: bank.classes.clone(),
+                splits: Vec::new(),
+                min_area_px: 0,
+                output: output.clone(),
+            })?;
+            mark_current(&output, &key)?;
+            "ran"
+        };
+        ledger.stages.push(StageRecord {
+            stage: "assets".into(),
+            name: bank.name.clone(),
+            inputs: vec![dataset.display().to_string()],
+            output: output.display().to_string(),
+            key: Some(key),
+            status: status.into(),
+            seconds: clock.elapsed().as_secs_f64(),
+            output_version: None,
+        });
+        ledger.write(dir)?;
     }
     for spec in &config.augment {
+        let clock = Instant::now();
         let output = config.datasets_root.join(&spec.name);
         let key = augment_key(spec, config)?;
-        if is_current(&output, &key) {
+        let status = if is_current(&output, &key) {
             println!("augment {}: up to date", spec.name);
-            continue;
-        }
-        quarantined |= augment(spec, config)?;
-        mark_current(&output, &key)?;
+            "skipped"
+        } else {
+            quarantined |= augment(spec, config)?;
+            mark_current(&output, &key)?;
+            "ran"
+        };
+        ledger.stages.push(StageRecord {
+            stage: "augment".into(),
+            name: spec.name.clone(),
+            inputs: vec![
+                config
+                    .datasets_root
+                    .join(&spec.dataset)
+                    .display()
+                    .to_string(),
+                spec.scenario.display().to_string(),
+            ],
+            output: output.display().to_string(),
+            key: Some(key),
+            status: status.into(),
+            seconds: clock.elapsed().as_secs_f64(),
+            output_version: dataset_version(&output).ok(),
+        });
+        ledger.write(dir)?;
     }
     Ok(if quarantined {
         ExitCode::from(EXIT_QUARANTINED)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Every ledger under `runs_root`, oldest first.
+pub fn ledgers(runs_root: &Path) -> Result<Vec<Ledger>> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(runs_root) else {
+        return Ok(out);
+    };
+    for entry in entries {
+        let path = entry?.path().join("ledger.json");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            out.push(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("reading ledger {}", path.display()))?,
+            );
+        }
+    }
+    out.sort_by(|a: &Ledger, b: &Ledger| a.started_at.cmp(&b.started_at));
+    Ok(out)
 }

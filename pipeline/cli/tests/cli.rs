@@ -945,3 +945,86 @@ fn eval_scores_a_coco_results_file_with_intervals() {
     assert!(overall["intervals"]["ap"].is_object(), "{overall}");
     assert_eq!(overall["per_class"].as_array().map(Vec::len), Some(3));
 }
+
+/// A one-source orchestrator file writing into `work`, with an optional schedule section.
+fn kitti_orchestrator(work: &Path, schedule: &str) -> Option<std::path::PathBuf> {
+    let kitti = roadsynth_testkit::shared("datasets/kitti-object")?;
+    let file = work.join("o.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "sources:\n  - dataset: kitti\n    format: kitti\n    input: {}\n{schedule}outputs:\n  datasets: {}\n  runs: {}\n",
+            kitti.display(),
+            work.join("ds").display(),
+            work.join("runs").display()
+        ),
+    )
+    .expect("write");
+    Some(file)
+}
+
+#[test]
+fn issue_6_runs_have_ledgers_and_never_overlap() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let Some(file) = kitti_orchestrator(work.path(), "") else {
+        return;
+    };
+    let out = ok(&["run", s(&file)]);
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("run "))
+        .expect("run id")
+        .to_string();
+    let runs = work.path().join("runs");
+    let ledger: serde_json::Value =
+        serde_json::from_str(&ok(&["runs", "show", &id, "--runs", s(&runs)])).expect("json");
+    assert_eq!(ledger["status"], "succeeded");
+    assert_eq!(ledger["stages"][0]["stage"], "ingest");
+    assert!(ledger["stages"][0]["output_version"].is_string());
+    assert_eq!(ledger["config_hash"].as_str().map(str::len), Some(16));
+    let list = ok(&["runs", "list", "--runs", s(&runs)]);
+    assert!(
+        list.starts_with(&id) && list.contains("succeeded"),
+        "{list}"
+    );
+    // While another run holds the lock, a run refuses to start and says why.
+    let lock = std::fs::File::create(runs.join(".lock")).expect("lock file");
+    lock.lock().expect("lock");
+    let blocked = roadsynth(&["run", s(&file)]);
+    assert!(!blocked.status.success());
+    assert!(
+        String::from_utf8_lossy(&blocked.stderr).contains("another run holds"),
+        "{}",
+        String::from_utf8_lossy(&blocked.stderr)
+    );
+    drop(lock);
+}
+
+#[test]
+fn issue_6_schedule_runs_on_the_cron_ticks() {
+    let work = tempfile::tempdir().expect("tempdir");
+    // Every second (six fields: seconds first), in a non-UTC zone.
+    let Some(file) = kitti_orchestrator(
+        work.path(),
+        "schedule:\n  cron: \"* * * * * *\"\n  time_zone: Europe/Berlin\n  missed: skip\n",
+    ) else {
+        return;
+    };
+    ok(&["schedule", s(&file), "--max-runs", "2"]);
+    let list = ok(&["runs", "list", "--runs", s(&work.path().join("runs"))]);
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert!(list.lines().all(|l| l.contains("succeeded")), "{list}");
+    // Bad schedules are reported at their place.
+    std::fs::write(
+        &file,
+        "sources: []\nschedule:\n  cron: \"61 * * * *\"\n  time_zone: Mars/Olympus\n",
+    )
+    .expect("write");
+    let out = roadsynth(&["schedule", s(&file)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("o.yaml:3:") && err.contains("cron"), "{err}");
+    assert!(
+        err.contains("o.yaml:4:") && err.contains("Mars/Olympus"),
+        "{err}"
+    );
+}

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use roadsynth_cli::augment;
 use roadsynth_cli::ingest_cmd::{self, IngestArgs};
 use roadsynth_cli::orchestrator::{AugmentSpec, Orchestrator};
-use roadsynth_cli::run_cmd;
+use roadsynth_cli::{run_cmd, schedule};
 use roadsynth_stages::{AugmentConfig, RendererKind};
 use roadsynth_types::{FrameRecord, Quarantined};
 use roadsynth_video::{VideoOptions, ingest_video};
@@ -33,6 +33,12 @@ enum Command {
     Run {
         #[arg(default_value = "orchestrator.yaml")]
         file: std::path::PathBuf,
+    },
+    Schedule {
+        #[arg(default_value = "orchestrator.yaml")]
+        file: std::path::PathBuf,
+        #[arg(long)]
+        max_runs: Option<u32>,
     },
 }
 
@@ -133,6 +139,9 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest_cmd::run(&args, Some(&decode)),
         Command::Augment(args) => augment(&args),
         Command::Run { file } => run(&file),
+        Command::Schedule { file, max_runs } => {
+            schedule::run(&file, max_runs, &orchestrated_augment)
+        }
     };
     match result {
         Ok(code) => code,
