@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The main job: installs what it needs (idempotent), builds roadsynth and runs the repository's
-# orchestrator.yaml (today: ingest the shared KITTI, CamVid and road-animals sets into datasets/
-# and print their stats).
+# orchestrator.yaml: ingest the shared KITTI, CamVid, COCO cut-out and road-animals sets into
+# datasets/, build the animal asset bank, and run the augmentations (the roadsynth and naive-paste
+# training arms, the foggy test slice); stages whose inputs did not change are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
-cargo build --locked -p roadsynth
+cargo build --locked -p roadsynth --bins
 "$CARGO_TARGET_DIR/debug/roadsynth" run orchestrator.yaml
