@@ -8,6 +8,7 @@
 pub mod assets_cmd;
 pub mod augment;
 pub mod dataset_cmd;
+pub mod experiment;
 pub mod ingest_cmd;
 pub mod orchestrator;
 pub mod run_cmd;

@@ -1,6 +1,7 @@
 //! The roadsynth command line: ingest, datasets, scenarios, planning and previews.
 
 mod eval_cmd;
+mod train_cmd;
 mod plan_cmd;
 mod preview_cmd;
 mod scenario_cmd;
@@ -56,6 +57,10 @@ enum Command {
         #[arg(long)]
         max_runs: Option<u32>,
     },
+    /// Train the built-in detector (a head on the frozen COCO-pretrained YOLOX-nano).
+    Train(train_cmd::TrainArgs),
+    /// Predict with a trained detector: a COCO results JSON for a dataset.
+    Predict(train_cmd::PredictArgs),
     /// What past runs did, from their ledgers.
     #[command(subcommand)]
     Runs(runs_cmd::RunsCommand),
@@ -79,6 +84,8 @@ fn main() -> ExitCode {
         Command::Assets(cmd) => assets_cmd::run(&cmd),
         Command::Eval(args) => eval_cmd::run(&args),
         Command::Runs(cmd) => runs_cmd::run(&cmd),
+        Command::Train(args) => train_cmd::train(&args),
+        Command::Predict(args) => train_cmd::predict(&args),
         Command::Schedule { file, .. } => roadsynth_cli::orchestrator::load(&file)
             .map_err(|e| anyhow::anyhow!("{e}"))
             .and_then(|_| Err(roadsynth_cli::exec_worker(std::env::args_os().skip(1)))),

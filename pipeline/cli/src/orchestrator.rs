@@ -2,6 +2,7 @@
 //! (scenarios over datasets) and the model files they use, pinned by sha256. Checked with every
 //! error at once (`file:line:col`), then resolved into typed settings.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -26,7 +27,38 @@ struct OrchestratorWire {
     #[serde(default)]
     schedule: Option<ScheduleWire>,
     #[serde(default)]
+    experiment: Option<ExperimentWire>,
+    #[serde(default)]
     outputs: OutputsWire,
+}
+
+/// Detector retraining: arms trained alike, scored on real held-out test sets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExperimentWire {
+    /// Arm name → training dataset (`real`, `naive_paste`, `roadsynth`).
+    #[serde(default)]
+    arms: BTreeMap<String, String>,
+    #[serde(default)]
+    train_split: Option<String>,
+    epochs: Option<u32>,
+    #[serde(default)]
+    seeds: Vec<u64>,
+    #[serde(default)]
+    tests: Vec<TestWire>,
+    #[serde(default)]
+    bootstrap: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestWire {
+    name: Option<String>,
+    dataset: Option<String>,
+    split: Option<String>,
+    /// Annotation attributes to slice by (e.g. `weather`, `origin`).
+    #[serde(default)]
+    slices: Vec<String>,
 }
 
 /// When `roadsynth schedule` runs the file.
@@ -118,6 +150,8 @@ struct OutputsWire {
     assets: Option<String>,
     #[serde(default)]
     runs: Option<String>,
+    #[serde(default)]
+    reports: Option<String>,
 }
 
 /// One resolved source.
@@ -165,6 +199,26 @@ pub struct Models {
     pub drivable_area: Option<PinnedModel>,
 }
 
+/// A held-out test set of the experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestSpec {
+    pub name: String,
+    pub dataset: String,
+    pub split: String,
+    pub slices: Vec<String>,
+}
+
+/// The resolved experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentSpec {
+    pub arms: Vec<(String, String)>,
+    pub train_split: String,
+    pub epochs: u32,
+    pub seeds: Vec<u64>,
+    pub tests: Vec<TestSpec>,
+    pub bootstrap: usize,
+}
+
 /// What the scheduler does about runs it missed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -201,7 +255,9 @@ pub struct Orchestrator {
     pub augment: Vec<AugmentSpec>,
     pub models: Models,
     pub schedule: Option<Schedule>,
+    pub experiment: Option<ExperimentSpec>,
     pub datasets_root: PathBuf,
+    pub reports_root: PathBuf,
     pub assets_root: PathBuf,
     /// Run ledgers and recordings: `<runs_root>/<run id>/`.
     pub runs_root: PathBuf,
@@ -421,6 +477,57 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
             missed: w.missed.unwrap_or(MissedRuns::RunOnce),
         })
     });
+    let experiment = wire.experiment.as_ref().map(|x| {
+        const ARMS: [&str; 3] = ["real", "naive_paste", "roadsynth"];
+        check.check(!x.arms.is_empty(), "experiment.arms", || {
+            format!("at least one arm is needed ({ARMS:?})")
+        });
+        for (arm, dataset) in &x.arms {
+            check.check(ARMS.contains(&arm.as_str()), &format!("experiment.arms.{arm}"), || {
+                format!("arm {arm:?} is not one of {ARMS:?}")
+            });
+            check.check(datasets.contains(dataset), &format!("experiment.arms.{arm}"), || {
+                format!("dataset {dataset:?} is not a source's or an augment's (one of {datasets:?})")
+            });
+        }
+        check.check(x.epochs.is_some_and(|e| e > 0), "experiment.epochs", || {
+            "`epochs` (at least 1) is needed: every arm trains for the same number".into()
+        });
+        check.check(!x.seeds.is_empty(), "experiment.seeds", || {
+            "at least one seed is needed (several show the noise)".into()
+        });
+        let mut tests = Vec::new();
+        for (i, t) in x.tests.iter().enumerate() {
+            let at = |f: &str| format!("experiment.tests[{i}].{f}");
+            check.check(t.name.as_deref().is_some_and(valid_name), &at("name"), || {
+                "`name` is needed".into()
+            });
+            check.check(
+                t.dataset.as_ref().is_some_and(|d| datasets.contains(d)),
+                &at("dataset"),
+                || format!("`dataset` must be one of {datasets:?}"),
+            );
+            if let (Some(name), Some(dataset)) = (&t.name, &t.dataset) {
+                tests.push(TestSpec {
+                    name: name.clone(),
+                    dataset: dataset.clone(),
+                    split: t.split.clone().unwrap_or_else(|| "test".into()),
+                    slices: t.slices.clone(),
+                });
+            }
+        }
+        check.check(!tests.is_empty(), "experiment.tests", || {
+            "at least one held-out test set is needed".into()
+        });
+        ExperimentSpec {
+            arms: x.arms.iter().map(|(a, d)| (a.clone(), d.clone())).collect(),
+            train_split: x.train_split.clone().unwrap_or_else(|| "train".into()),
+            epochs: x.epochs.unwrap_or(1),
+            seeds: x.seeds.clone(),
+            tests,
+            bootstrap: x.bootstrap.unwrap_or(1000),
+        }
+    });
     if let Err(semantic) = check.finish() {
         errors.extend(semantic.0);
     }
@@ -431,13 +538,16 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
     let datasets_root = base.join(wire.outputs.datasets.as_deref().unwrap_or("datasets"));
     let assets_root = base.join(wire.outputs.assets.as_deref().unwrap_or("assets"));
     let runs_root = base.join(wire.outputs.runs.as_deref().unwrap_or("runs"));
+    let reports_root = base.join(wire.outputs.reports.as_deref().unwrap_or("reports"));
     Ok(Orchestrator {
         sources,
         assets,
         augment,
         models,
         schedule,
+        experiment,
         datasets_root,
+        reports_root,
         assets_root,
         runs_root,
         config_hash: blake3::hash(text.as_bytes()).to_hex()[..16].to_string(),

@@ -335,6 +335,50 @@ fn run_stages(
         });
         ledger.write(dir)?;
     }
+    if let Some(spec) = &config.experiment {
+        let clock = Instant::now();
+        crate::experiment::check_inputs(config, spec)?;
+        let mut inputs = Vec::new();
+        for (arm, dataset) in &spec.arms {
+            inputs.push(format!("{arm}={}", dataset_version(&config.datasets_root.join(dataset))?));
+        }
+        for t in &spec.tests {
+            inputs.push(format!("{}={}", t.name, dataset_version(&config.datasets_root.join(&t.dataset))?));
+        }
+        let key = stage_key(&serde_json::json!({
+            "stage": "experiment",
+            "spec": format!("{spec:?}"),
+            "inputs": inputs,
+            "detector": pinned_json(config.models.detector.as_ref()),
+        }));
+        let marker = config.reports_root.join("latest");
+        let previous = std::fs::read_to_string(marker.join(STAGE_KEY_FILE)).ok();
+        let (status, output) = if previous.as_deref().map(str::trim) == Some(key.as_str()) {
+            let report = std::fs::read_to_string(marker.join("REPORT")).unwrap_or_default();
+            println!("experiment: up to date ({report})");
+            ("skipped", report)
+        } else {
+            let report = crate::experiment::run(config, spec, &ledger.run_id)?;
+            println!("experiment report: {}", report.display());
+            std::fs::create_dir_all(&marker)
+                .with_context(|| format!("creating {}", marker.display()))?;
+            std::fs::write(marker.join("REPORT"), report.display().to_string())
+                .with_context(|| format!("writing {}", marker.display()))?;
+            mark_current(&marker, &key)?;
+            ("ran", report.display().to_string())
+        };
+        ledger.stages.push(StageRecord {
+            stage: "experiment".into(),
+            name: "experiment".into(),
+            inputs,
+            output,
+            key: Some(key),
+            status: status.into(),
+            seconds: clock.elapsed().as_secs_f64(),
+            output_version: None,
+        });
+        ledger.write(dir)?;
+    }
     Ok(if quarantined {
         ExitCode::from(EXIT_QUARANTINED)
     } else {

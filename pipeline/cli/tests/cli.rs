@@ -1028,3 +1028,42 @@ fn issue_6_schedule_runs_on_the_cron_ticks() {
         "{err}"
     );
 }
+
+#[test]
+fn issue_7_experiment_trains_scores_reports_and_skips_when_unchanged() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let Some(file) = kitti_orchestrator(
+        work.path(),
+        "experiment:\n  arms: {real: kitti}\n  epochs: 1\n  seeds: [1, 2]\n  tests:\n    - {name: kitti-train, dataset: kitti, split: train}\n  bootstrap: 50\n",
+    ) else {
+        return;
+    };
+    let text = std::fs::read_to_string(&file)
+        .expect("read")
+        .replace("outputs:\n", &format!("outputs:\n  reports: {}\n", work.path().join("reports").display()));
+    std::fs::write(&file, text).expect("write");
+    let out = ok(&["run", s(&file)]);
+    let report = out
+        .lines()
+        .find_map(|l| l.strip_prefix("experiment report: "))
+        .expect("report path");
+    let report = Path::new(report);
+    let metrics: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report.join("metrics.json")).expect("metrics.json"),
+    )
+    .expect("json");
+    assert_eq!(metrics["seeds"], serde_json::json!([1, 2]));
+    let car = &metrics["summary"]["real"]["kitti-train"]["Car"];
+    assert_eq!(car["ap50_per_seed"].as_array().map(Vec::len), Some(2), "{car}");
+    assert!(car["ap50_mean"].as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)), "{car}");
+    let scores = metrics["scores"].as_array().expect("scores");
+    assert_eq!(scores.len(), 2);
+    for s in scores {
+        assert!(Path::new(s["model_dir"].as_str().expect("model")).join("weights.safetensors").exists());
+    }
+    let md = std::fs::read_to_string(report.join("report.md")).expect("report.md");
+    assert!(md.contains("| Car | real |"), "{md}");
+    // Same inputs: the experiment is not trained again.
+    let again = ok(&["run", s(&file)]);
+    assert!(again.contains("experiment: up to date"), "{again}");
+}
