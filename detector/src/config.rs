@@ -47,6 +47,10 @@ pub struct TrainConfig {
     /// this is shuffled uniformly; a larger one is shuffled within a window of this many frames,
     /// which bounds memory by this many encoded images.
     pub shuffle_buffer: usize,
+    /// Frames per epoch; `None`: the split's size. Set it to compare arms of different sizes at
+    /// equal epochs *and* equal optimiser steps: a smaller split is passed over again (each pass
+    /// reshuffled), a larger one is cut short.
+    pub frames_per_epoch: Option<u64>,
     pub backbone: BackboneRef,
 }
 
@@ -132,6 +136,7 @@ impl Default for TrainConfig {
             augment: Augmentation::default(),
             hidden: 64,
             shuffle_buffer: 4096,
+            frames_per_epoch: None,
             backbone: BackboneRef {
                 path: default_backbone_path(),
                 sha256: None,

@@ -119,7 +119,7 @@ pub fn train_with(
     let mut config = config.clone();
     config.backbone.sha256 = Some(checked_backbone_hash(&config.backbone)?);
     let dataset = Dataset::open(dataset_root).map_err(dataset_at(dataset_root))?;
-    let frames_per_epoch = dataset
+    let split_frames = dataset
         .manifest()
         .splits
         .get(split)
@@ -128,7 +128,8 @@ pub fn train_with(
             path: dataset_root.to_path_buf(),
             source: roadsynth_dataset::DatasetError::NoSuchSplit(split.to_string()),
         })?;
-    if frames_per_epoch == 0 {
+    let frames_per_epoch = config.frames_per_epoch.unwrap_or(split_frames);
+    if split_frames == 0 || frames_per_epoch == 0 {
         return Err(DetectorError::EmptySplit {
             dataset: dataset_root.to_path_buf(),
             split: split.to_string(),
@@ -182,6 +183,7 @@ pub fn train_with(
             adam: &mut adam,
             epoch,
             total_steps,
+            frames: frames_per_epoch,
             stats: EpochStats {
                 epoch,
                 loss: 0.0,
@@ -407,6 +409,9 @@ fn frame_key(id: &str) -> u64 {
     })
 }
 
+/// A split's frames as training reads them.
+type FrameStream<'a> = Box<dyn Iterator<Item = Result<FrameRecord, DetectorError>> + 'a>;
+
 /// One frame ready for the head.
 struct Sample {
     x: Array2<f32>,
@@ -424,22 +429,29 @@ struct EpochRun<'a> {
     adam: &'a mut Adam,
     epoch: u32,
     total_steps: u64,
+    /// Frames this epoch takes (passes over the split again if it is smaller).
+    frames: u64,
     stats: EpochStats,
 }
 
 impl EpochRun<'_> {
     fn run(&mut self, split: &str) -> Result<EpochStats, DetectorError> {
         let start = Instant::now();
-        let reader = self
-            .dataset
-            .frames(split, Projection::Full)
-            .map_err(dataset_at(self.dataset_root))?;
-        let mut shuffle = rng_for(self.config.seed, &[SHUFFLE, u64::from(self.epoch)]);
         let root = self.dataset_root;
-        let mut reader = reader.map(|r| r.map_err(dataset_at(root)));
+        let dataset = self.dataset;
+        let open = || -> Result<FrameStream<'_>, DetectorError> {
+            let reader = dataset
+                .frames(split, Projection::Full)
+                .map_err(dataset_at(root))?;
+            Ok(Box::new(reader.map(move |r| r.map_err(dataset_at(root)))))
+        };
+        let mut shuffle = rng_for(self.config.seed, &[SHUFFLE, u64::from(self.epoch)]);
+        let mut reader = open()?;
         let mut buffer: Vec<FrameRecord> = Vec::new();
         let mut batch: Vec<Sample> = Vec::new();
-        loop {
+        let mut taken = 0u64;
+        let mut pass = 0u64;
+        while taken < self.frames {
             while buffer.len() < self.config.shuffle_buffer {
                 match reader.next() {
                     Some(record) => buffer.push(record?),
@@ -447,8 +459,13 @@ impl EpochRun<'_> {
                 }
             }
             if buffer.is_empty() {
-                break;
+                // The split is smaller than the epoch: pass over it again, reshuffled.
+                pass += 1;
+                shuffle = rng_for(self.config.seed, &[SHUFFLE, u64::from(self.epoch), pass]);
+                reader = open()?;
+                continue;
             }
+            taken += 1;
             let record = buffer.swap_remove(shuffle.random_range(0..buffer.len()));
             batch.push(self.sample(&record)?);
             if batch.len() == self.config.batch as usize {

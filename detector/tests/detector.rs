@@ -370,3 +370,22 @@ fn kitti_cars_are_found() {
     // Measured 0.51 on the 18 shared KITTI frames.
     assert!(car > 0.3, "KITTI car AP50 {car}");
 }
+
+/// Issue 7: arms of different sizes train with equal epochs and equal optimiser steps when the
+/// epoch is a fixed number of frames (the smaller split is passed over again).
+#[test]
+fn issue_7_a_fixed_epoch_length_gives_equal_steps_for_any_split_size() {
+    let Some(f) = fixture() else { return };
+    let out = tempfile::tempdir().expect("tempdir");
+    let config = TrainConfig {
+        epochs: 1,
+        batch: 4,
+        frames_per_epoch: Some(2 * TRAIN as u64 + 3),
+        ..TrainConfig::default()
+    };
+    let summary = train(&f.dataset, "train", &config, &out.path().join("m")).expect("train");
+    let epoch = &summary.epochs[0];
+    assert_eq!(epoch.frames, 2 * TRAIN as u64 + 3);
+    assert_eq!(epoch.steps, (2 * TRAIN as u64 + 3).div_ceil(4));
+    assert_eq!(summary.steps, epoch.steps);
+}

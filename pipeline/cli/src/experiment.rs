@@ -76,6 +76,20 @@ pub fn run(config: &Orchestrator, spec: &ExperimentSpec, run_id: &str) -> Result
         resamples: spec.bootstrap,
         ..Bootstrap::default()
     };
+    // Equal epochs *and* equal optimiser steps: every arm's epoch is as many frames as the largest
+    // arm's training split (smaller arms pass over theirs again), so the real-only arm is not
+    // handicapped by fewer updates (the objection Dream4Drive raised against such comparisons).
+    let mut frames_per_epoch = 0u64;
+    for (_, dataset) in &spec.arms {
+        let root = config.datasets_root.join(dataset);
+        let frames = roadsynth_dataset::Dataset::open(&root)
+            .with_context(|| format!("opening {}", root.display()))?
+            .manifest()
+            .splits
+            .get(&spec.train_split)
+            .map_or(0, |s| s.frames);
+        frames_per_epoch = frames_per_epoch.max(frames);
+    }
     let mut scores = Vec::new();
     let mut detections: BTreeMap<(String, u64, String), Detections> = BTreeMap::new();
     for (arm, dataset) in &spec.arms {
@@ -84,6 +98,7 @@ pub fn run(config: &Orchestrator, spec: &ExperimentSpec, run_id: &str) -> Result
             let train_config = TrainConfig {
                 epochs: spec.epochs,
                 seed,
+                frames_per_epoch: Some(frames_per_epoch),
                 ..TrainConfig::default()
             };
             let trained = roadsynth_detector::train_with(
@@ -139,7 +154,11 @@ pub fn run(config: &Orchestrator, spec: &ExperimentSpec, run_id: &str) -> Result
     }
     // Paired differences against the real arm and roadsynth against naive paste.
     let mut deltas = Vec::new();
-    let pairs = [("real", "naive_paste"), ("real", "roadsynth"), ("naive_paste", "roadsynth")];
+    let pairs = [
+        ("real", "naive_paste"),
+        ("real", "roadsynth"),
+        ("naive_paste", "roadsynth"),
+    ];
     for test in &spec.tests {
         let gt = GroundTruth::open(
             &config.datasets_root.join(&test.dataset),
@@ -221,7 +240,7 @@ pub fn markdown(m: &ExperimentMetrics) -> String {
     let _ = writeln!(out, "# Experiment {}\n", m.run_id);
     let _ = writeln!(
         out,
-        "Every arm trains the same detector configuration for {} epochs with seeds {:?}; test sets are real and never augmented. Intervals: 95% bootstrap over test images.\n",
+        "Every arm trains the same detector configuration for {} epochs of the same number of frames (equal optimiser steps; smaller training sets are passed over again) with seeds {:?}; test sets are real and never augmented. Intervals: 95% bootstrap over test images.\n",
         m.epochs, m.seeds
     );
     let steps: BTreeMap<&str, (u64, u64)> = m
@@ -229,7 +248,10 @@ pub fn markdown(m: &ExperimentMetrics) -> String {
         .iter()
         .map(|s| (s.arm.as_str(), (s.train_frames_per_epoch, s.train_steps)))
         .collect();
-    let _ = writeln!(out, "| arm | frames per epoch | optimiser steps |\n|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| arm | frames per epoch | optimiser steps |\n|---|---|---|"
+    );
     for (arm, (frames, steps)) in &steps {
         let _ = writeln!(out, "| {arm} | {frames} | {steps} |");
     }
@@ -241,8 +263,14 @@ pub fn markdown(m: &ExperimentMetrics) -> String {
         .into_iter()
         .collect();
     for test in tests {
-        let _ = writeln!(out, "\n## {test}: AP50 (mean over seeds; per seed [95% CI])\n");
-        let _ = writeln!(out, "| class | arm | AP50 | AP | per seed |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "\n## {test}: AP50 (mean over seeds; per seed [95% CI])\n"
+        );
+        let _ = writeln!(
+            out,
+            "| class | arm | AP50 | AP | per seed |\n|---|---|---|---|---|"
+        );
         for (arm, by_test) in &m.summary {
             let Some(classes) = by_test.get(test) else {
                 continue;
@@ -251,7 +279,9 @@ pub fn markdown(m: &ExperimentMetrics) -> String {
                 let seeds: Vec<String> = c
                     .ap50_per_seed
                     .iter()
-                    .map(|(seed, v, lo, hi)| format!("s{seed} {} [{}, {}]", fmt(*v), fmt(*lo), fmt(*hi)))
+                    .map(|(seed, v, lo, hi)| {
+                        format!("s{seed} {} [{}, {}]", fmt(*v), fmt(*lo), fmt(*hi))
+                    })
                     .collect();
                 let _ = writeln!(
                     out,
@@ -263,7 +293,10 @@ pub fn markdown(m: &ExperimentMetrics) -> String {
             }
         }
         let _ = writeln!(out, "\n### Differences (b − a, paired bootstrap)\n");
-        let _ = writeln!(out, "| a → b | seed | metric | b − a | 95% CI | P(b > a) |\n|---|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| a → b | seed | metric | b − a | 95% CI | P(b > a) |\n|---|---|---|---|---|---|"
+        );
         for d in m.deltas.iter().filter(|d| &d.test == test) {
             for diff in d
                 .comparison
@@ -279,9 +312,10 @@ pub fn markdown(m: &ExperimentMetrics) -> String {
                     d.seed,
                     diff.metric,
                     fmt(diff.difference),
-                    diff.interval
-                        .as_ref()
-                        .map_or_else(|| "-".into(), |i| format!("[{:.3}, {:.3}]", i.lower, i.upper)),
+                    diff.interval.as_ref().map_or_else(
+                        || "-".into(),
+                        |i| format!("[{:.3}, {:.3}]", i.lower, i.upper)
+                    ),
                     fmt(diff.b_better)
                 );
             }

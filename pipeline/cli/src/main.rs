@@ -1,10 +1,10 @@
 //! The roadsynth command line: ingest, datasets, scenarios, planning and previews.
 
 mod eval_cmd;
-mod train_cmd;
 mod plan_cmd;
 mod preview_cmd;
 mod scenario_cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
 

@@ -340,10 +340,17 @@ fn run_stages(
         crate::experiment::check_inputs(config, spec)?;
         let mut inputs = Vec::new();
         for (arm, dataset) in &spec.arms {
-            inputs.push(format!("{arm}={}", dataset_version(&config.datasets_root.join(dataset))?));
+            inputs.push(format!(
+                "{arm}={}",
+                dataset_version(&config.datasets_root.join(dataset))?
+            ));
         }
         for t in &spec.tests {
-            inputs.push(format!("{}={}", t.name, dataset_version(&config.datasets_root.join(&t.dataset))?));
+            inputs.push(format!(
+                "{}={}",
+                t.name,
+                dataset_version(&config.datasets_root.join(&t.dataset))?
+            ));
         }
         let key = stage_key(&serde_json::json!({
             "stage": "experiment",

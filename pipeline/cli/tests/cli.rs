@@ -1038,9 +1038,13 @@ fn issue_7_experiment_trains_scores_reports_and_skips_when_unchanged() {
     ) else {
         return;
     };
-    let text = std::fs::read_to_string(&file)
-        .expect("read")
-        .replace("outputs:\n", &format!("outputs:\n  reports: {}\n", work.path().join("reports").display()));
+    let text = std::fs::read_to_string(&file).expect("read").replace(
+        "outputs:\n",
+        &format!(
+            "outputs:\n  reports: {}\n",
+            work.path().join("reports").display()
+        ),
+    );
     std::fs::write(&file, text).expect("write");
     let out = ok(&["run", s(&file)]);
     let report = out
@@ -1054,12 +1058,25 @@ fn issue_7_experiment_trains_scores_reports_and_skips_when_unchanged() {
     .expect("json");
     assert_eq!(metrics["seeds"], serde_json::json!([1, 2]));
     let car = &metrics["summary"]["real"]["kitti-train"]["Car"];
-    assert_eq!(car["ap50_per_seed"].as_array().map(Vec::len), Some(2), "{car}");
-    assert!(car["ap50_mean"].as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)), "{car}");
+    assert_eq!(
+        car["ap50_per_seed"].as_array().map(Vec::len),
+        Some(2),
+        "{car}"
+    );
+    assert!(
+        car["ap50_mean"]
+            .as_f64()
+            .is_some_and(|v| (0.0..=1.0).contains(&v)),
+        "{car}"
+    );
     let scores = metrics["scores"].as_array().expect("scores");
     assert_eq!(scores.len(), 2);
     for s in scores {
-        assert!(Path::new(s["model_dir"].as_str().expect("model")).join("weights.safetensors").exists());
+        assert!(
+            Path::new(s["model_dir"].as_str().expect("model"))
+                .join("weights.safetensors")
+                .exists()
+        );
     }
     let md = std::fs::read_to_string(report.join("report.md")).expect("report.md");
     assert!(md.contains("| Car | real |"), "{md}");
