@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh Debian 12 machine: system libraries (OpenCV, clang for its bindings),
+# Idempotent set-up for a fresh Debian 12 machine: system libraries (OpenCV, clang for its bindings;
+# chromium, which screenshots the experiment report in a test),
 # the ONNX Runtime shared library (from the pinned PyPI wheel) and the Python packages the tests
 # use to cross-check our output (pyarrow; rerun-sdk, whose CLI verifies our Rerun recordings;
 # pycocotools, the reference for masks and mAP; onnx, which rewrites a test model into the other
@@ -13,7 +14,7 @@ PYCOCOTOOLS_VERSION=2.0.11
 ONNX_VERSION=1.23.2
 
 need_apt=()
-for pkg in libopencv-dev clang libclang-dev pkg-config; do
+for pkg in libopencv-dev clang libclang-dev pkg-config chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
