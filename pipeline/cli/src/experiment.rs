@@ -1,17 +1,18 @@
 //! The experiment stage: every arm (real, naive paste, roadsynth) trained with the same
 //! configuration, epochs and seeds, scored on held-out real test sets that are never augmented,
-//! compared with paired bootstrap intervals, and written as `reports/<run id>/metrics.json` and
-//! `report.md`.
+//! compared with paired bootstrap intervals, and reported in `reports/<run id>/` (metrics.json,
+//! report.md, report.html, through `roadsynth-report`).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::{Context, Result};
 use roadsynth_detector::{TrainConfig, TrainOptions};
 use roadsynth_eval::{
     Bootstrap, ClassMap, Comparison, Detections, EvalOptions, EvalReport, GroundTruth, SliceSpec,
 };
+use roadsynth_report::{Arm, ArmComparison, ArmResult, Experiment, SeedResult, TestSetReport};
 use serde::Serialize;
 
 use crate::orchestrator::{ExperimentSpec, Orchestrator};
@@ -37,33 +38,6 @@ pub struct ArmDelta {
     pub a: String,
     pub b: String,
     pub comparison: Comparison,
-}
-
-/// What the stage writes to `metrics.json`.
-#[derive(Debug, Serialize)]
-pub struct ExperimentMetrics {
-    pub run_id: String,
-    pub epochs: u32,
-    pub seeds: Vec<u64>,
-    /// Per arm, test set and class: AP50 and AP averaged over seeds, with each seed's value and
-    /// its bootstrap interval.
-    pub summary: BTreeMap<String, BTreeMap<String, BTreeMap<String, ClassSummary>>>,
-    pub scores: Vec<ArmScore>,
-    pub deltas: Vec<ArmDelta>,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct ClassSummary {
-    pub ap50_mean: Option<f64>,
-    pub ap_mean: Option<f64>,
-    /// `(seed, AP50, interval lower, interval upper)`.
-    pub ap50_per_seed: Vec<(u64, Option<f64>, Option<f64>, Option<f64>)>,
-    pub ap_per_seed: Vec<(u64, Option<f64>)>,
-}
-
-fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
-    let v: Vec<f64> = values.flatten().collect();
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
 /// Trains, predicts, scores and reports every arm of `spec`; returns the report folder.
@@ -183,145 +157,78 @@ pub fn run(config: &Orchestrator, spec: &ExperimentSpec, run_id: &str) -> Result
             }
         }
     }
-    let mut summary: BTreeMap<String, BTreeMap<String, BTreeMap<String, ClassSummary>>> =
-        BTreeMap::new();
-    for s in &scores {
-        for c in &s.report.overall.per_class {
-            let entry = summary
-                .entry(s.arm.clone())
-                .or_default()
-                .entry(s.test.clone())
-                .or_default()
-                .entry(c.class.clone())
-                .or_default();
-            entry.ap50_per_seed.push((
-                s.seed,
-                c.ap50,
-                c.ap50_interval.as_ref().map(|i| i.lower),
-                c.ap50_interval.as_ref().map(|i| i.upper),
-            ));
-            entry.ap_per_seed.push((s.seed, c.ap));
-        }
-    }
-    for tests in summary.values_mut() {
-        for classes in tests.values_mut() {
-            for c in classes.values_mut() {
-                c.ap50_mean = mean(c.ap50_per_seed.iter().map(|x| x.1));
-                c.ap_mean = mean(c.ap_per_seed.iter().map(|x| x.1));
-            }
-        }
-    }
-    let metrics = ExperimentMetrics {
-        run_id: run_id.to_string(),
-        epochs: spec.epochs,
-        seeds: spec.seeds.clone(),
-        summary,
-        scores,
-        deltas,
-    };
-    std::fs::write(
-        report_dir.join("metrics.json"),
-        serde_json::to_string_pretty(&metrics)?,
-    )
-    .with_context(|| format!("writing {}", report_dir.display()))?;
-    std::fs::write(report_dir.join("report.md"), markdown(&metrics))
-        .with_context(|| format!("writing {}", report_dir.display()))?;
-    Ok(report_dir)
-}
-
-fn fmt(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{v:.3}"))
-}
-
-/// The report for people: per test set and class, AP50 per arm (mean over seeds, each seed with
-/// its interval), then the paired differences with their intervals.
-pub fn markdown(m: &ExperimentMetrics) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# Experiment {}\n", m.run_id);
-    let _ = writeln!(
-        out,
-        "Every arm trains the same detector configuration for {} epochs of the same number of frames (equal optimiser steps; smaller training sets are passed over again) with seeds {:?}; test sets are real and never augmented. Intervals: 95% bootstrap over test images.\n",
-        m.epochs, m.seeds
-    );
-    let steps: BTreeMap<&str, (u64, u64)> = m
-        .scores
-        .iter()
-        .map(|s| (s.arm.as_str(), (s.train_frames_per_epoch, s.train_steps)))
-        .collect();
-    let _ = writeln!(
-        out,
-        "| arm | frames per epoch | optimiser steps |\n|---|---|---|"
-    );
-    for (arm, (frames, steps)) in &steps {
-        let _ = writeln!(out, "| {arm} | {frames} | {steps} |");
-    }
-    let tests: Vec<&String> = m
-        .summary
-        .values()
-        .flat_map(BTreeMap::keys)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    for test in tests {
-        let _ = writeln!(
-            out,
-            "\n## {test}: AP50 (mean over seeds; per seed [95% CI])\n"
-        );
-        let _ = writeln!(
-            out,
-            "| class | arm | AP50 | AP | per seed |\n|---|---|---|---|---|"
-        );
-        for (arm, by_test) in &m.summary {
-            let Some(classes) = by_test.get(test) else {
-                continue;
-            };
-            for (class, c) in classes {
-                let seeds: Vec<String> = c
-                    .ap50_per_seed
+    let mut arms: Vec<ArmResult> = Vec::new();
+    for (arm, _) in &spec.arms {
+        let arm_id = Arm::from_str(arm).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let seeds = spec
+            .seeds
+            .iter()
+            .map(|&seed| {
+                let mine: Vec<&ArmScore> = scores
                     .iter()
-                    .map(|(seed, v, lo, hi)| {
-                        format!("s{seed} {} [{}, {}]", fmt(*v), fmt(*lo), fmt(*hi))
-                    })
+                    .filter(|s| &s.arm == arm && s.seed == seed)
                     .collect();
-                let _ = writeln!(
-                    out,
-                    "| {class} | {arm} | {} | {} | {} |",
-                    fmt(c.ap50_mean),
-                    fmt(c.ap_mean),
-                    seeds.join("; ")
-                );
-            }
-        }
-        let _ = writeln!(out, "\n### Differences (b − a, paired bootstrap)\n");
-        let _ = writeln!(
-            out,
-            "| a → b | seed | metric | b − a | 95% CI | P(b > a) |\n|---|---|---|---|---|---|"
-        );
-        for d in m.deltas.iter().filter(|d| &d.test == test) {
-            for diff in d
-                .comparison
-                .differences
-                .iter()
-                .filter(|x| x.metric.ends_with("/AP50") || x.metric == "AP50")
-            {
-                let _ = writeln!(
-                    out,
-                    "| {} → {} | {} | {} | {} | {} | {} |",
-                    d.a,
-                    d.b,
-                    d.seed,
-                    diff.metric,
-                    fmt(diff.difference),
-                    diff.interval.as_ref().map_or_else(
-                        || "-".into(),
-                        |i| format!("[{:.3}, {:.3}]", i.lower, i.upper)
-                    ),
-                    fmt(diff.b_better)
-                );
-            }
-        }
+                SeedResult {
+                    seed,
+                    model_dir: mine
+                        .first()
+                        .map(|s| s.model_dir.clone())
+                        .unwrap_or_default(),
+                    test_sets: mine
+                        .iter()
+                        .map(|s| TestSetReport {
+                            test_set: s.test.clone(),
+                            report: s.report.clone(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        arms.push(ArmResult { arm: arm_id, seeds });
     }
-    out
+    let comparisons = deltas
+        .into_iter()
+        .map(|d| -> Result<ArmComparison> {
+            Ok(ArmComparison {
+                test_set: d.test,
+                a: Arm::from_str(&d.a).map_err(|e| anyhow::anyhow!("{e}"))?,
+                a_seed: d.seed,
+                b: Arm::from_str(&d.b).map_err(|e| anyhow::anyhow!("{e}"))?,
+                b_seed: d.seed,
+                comparison: d.comparison,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let steps: Vec<String> = scores
+        .iter()
+        .filter(|s| s.test == spec.tests[0].name)
+        .map(|s| {
+            format!(
+                "{} seed {}: {} frames per epoch, {} optimiser steps",
+                s.arm, s.seed, s.train_frames_per_epoch, s.train_steps
+            )
+        })
+        .collect();
+    let experiment = Experiment {
+        name: format!("Detector retraining, run {run_id}"),
+        run_id: run_id.to_string(),
+        created_at: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        arms,
+        comparisons,
+        pr_curves: Vec::new(),
+        examples: Vec::new(),
+        notes: std::iter::once(format!(
+            "Every arm trains the same detector configuration (a head on the frozen COCO-pretrained YOLOX-nano) for {} epochs of {frames_per_epoch} frames each (equal optimiser steps; smaller training sets are passed over again), seeds {:?}. Test sets are real and never augmented.",
+            spec.epochs, spec.seeds
+        ))
+        .chain(steps)
+        .collect(),
+        caveats: vec![
+            "PR curves and example images are not yet part of this report.".into(),
+        ],
+    };
+    roadsynth_report::write_report(&report_dir, &experiment)?;
+    Ok(report_dir)
 }
 
 /// Every arm's dataset must exist before the stage: a helpful error naming the missing one.
