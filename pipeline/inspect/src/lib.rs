@@ -2,6 +2,18 @@
 //!
 //! Real boxes are green, planned (generated) boxes orange, the horizon blue and depth bands white,
 //! in both the PNGs and the Rerun recording (where an annotation context names the classes).
+//!
+//! [`Recording`] is the scenario preview's recording; [`RunRecording`] records whole runs
+//! (augmentation, evaluation, training scalars) with bounded viewer memory.
+
+mod encode;
+mod run;
+
+pub use encode::ImageRef;
+pub use run::{
+    AugmentedFrame, BoxKind, IGNORED_COLOUR, MASK_ALPHA, PREDICTED_COLOUR, Prediction, RateLimit,
+    RecordingConfig, RecordingStats, RunRecording, WeatherMap, paths, timelines,
+};
 
 use std::path::Path;
 
@@ -25,6 +37,22 @@ const CLASS_PLANNED: u16 = 2;
 pub enum InspectError {
     #[error("rerun recording {path}: {message}")]
     Recording { path: String, message: String },
+    #[error("rerun viewer {url}: {message}")]
+    Viewer { url: String, message: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Image {
+        what: String,
+        #[source]
+        source: image::ImageError,
+    },
+    #[error("{what} is {got:?} pixels where the frame is {expected:?}")]
+    Size {
+        what: String,
+        expected: (u32, u32),
+        got: (u32, u32),
+    },
 }
 
 /// A labelled box to draw.
