@@ -109,7 +109,7 @@ pub fn run(config: &Orchestrator, spec: &ExperimentSpec, run_id: &str) -> Result
                     &EvalOptions {
                         slices: test.slices.iter().map(SliceSpec::by).collect(),
                         kitti_difficulty: None,
-                        bootstrap: Some(bootstrap.clone()),
+                        bootstrap: Some(bootstrap),
                     },
                 )?;
                 detections.insert((arm.clone(), seed, test.name.clone()), dets);
