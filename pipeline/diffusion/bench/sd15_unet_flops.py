@@ -21,7 +21,7 @@ SD15_INPAINT = dict(sample_size=64, in_channels=9, out_channels=4, layers_per_bl
                     attention_head_dim=8, norm_num_groups=32,
                     down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
                     up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
-# /work/shared/models/tiny-sd-inpaint/export_tiny_sd_inpaint.py
+# ../shared/models/tiny-sd-inpaint/export_tiny_sd_inpaint.py
 TINY = dict(sample_size=16, in_channels=9, out_channels=4, layers_per_block=1,
             block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
