@@ -2,16 +2,19 @@
 //! (placement), renders them (engine), edits vehicles, applies weather, filters insertions with the
 //! detector, and writes the real frames plus every generated variant with its provenance.
 //!
-//! Frames stream through in bounded chunks: the reader yields a chunk, the chunk's variants render
-//! in parallel (one engine per worker thread), and the writer takes them in input order, so memory
-//! is bounded by the chunk and the output does not depend on the thread count.
+//! Planning runs first, over the whole dataset (it needs only labels, not images). Then frames
+//! stream through a [`Flow`]: a reader thread → workers (decode, render the variants, weather,
+//! encode; one [`Renderer`] per worker, since ONNX sessions are not shared between threads) → the
+//! writer on the calling thread, which restores input order. The channels between them are
+//! bounded by items and bytes, so memory does not grow with the dataset, and the output does not
+//! depend on the number of workers.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use image::RgbImage;
-use rayon::prelude::*;
-use roadsynth_dataset::{Dataset, DatasetWriter, Projection, WriteOptions};
+use image::{GrayImage, RgbImage};
+use roadsynth_dataset::{Dataset, DatasetWriter, FrameReader, Projection, WriteOptions};
 use roadsynth_geometry::{
     DatasetGeometry, FitOptions, GroundMasks, GroundModel, MaskCache, MaskSource,
     SemanticRoadClasses, ground_masks,
@@ -21,9 +24,10 @@ use roadsynth_scenario::settings::{Operation, Scenario, Weather};
 use roadsynth_types::{
     Annotation, BBox, FrameId, FrameRecord, ImageFormat, ProvenanceStep, TOOL_VERSION,
 };
-use roadsynth_weather::{DepthMap, PixelMask, WeatherContext, WeatherEffect};
+use roadsynth_weather::{DepthMap, PixelMask, WeatherContext, WeatherEffect, WeatherMaps};
 
 use crate::StageError;
+use crate::flow::{Flow, FlowOptions, ItemFailed, SinkError};
 use crate::render::{RenderSettings, Renderer, RendererKind};
 
 /// Settings of the augment stage.
@@ -50,6 +54,80 @@ pub struct AugmentConfig {
     pub max_frames: Option<usize>,
     /// Leave the real frames out of the output.
     pub generated_only: bool,
+    /// Workers and channel limits of the streaming flow; the output is the same for any of them.
+    pub flow: FlowOptions,
+    /// Called for every written variant, in output order (see [`VariantObserver`]).
+    pub observer: Option<VariantObserver>,
+}
+
+impl Default for AugmentConfig {
+    /// No paths (give at least `dataset` and `output`), the exemplar renderer, the CLI's filter
+    /// threshold, the default flow, no observer.
+    fn default() -> Self {
+        Self {
+            dataset: PathBuf::new(),
+            output: PathBuf::new(),
+            assets: None,
+            renderer: RendererKind::default(),
+            diffusion_model: None,
+            detector: None,
+            filter_threshold: 0.25,
+            vehicle_model: None,
+            drivable_model: None,
+            max_frames: None,
+            generated_only: false,
+            flow: FlowOptions::default(),
+            observer: None,
+        }
+    }
+}
+
+/// One written variant, for inspection (e.g. logging to a viewer). Everything is borrowed from the
+/// writer for the duration of the call: clone what you keep.
+#[derive(Debug, Clone, Copy)]
+pub struct VariantEvent<'a> {
+    /// Position of the real frame in the run's input order (over every split read, pass-through
+    /// frames included): increases from one event to the next, equal for a frame's variants.
+    pub sequence: u64,
+    /// Split of the frame.
+    pub split: &'a str,
+    /// Variant number of the frame (`0..variants_per_frame`).
+    pub variant: u32,
+    /// The real frame as read: annotations, encoded image, semantic labels.
+    pub real: &'a FrameRecord,
+    /// The generated frame as written: PNG bytes, annotations, provenance.
+    pub generated: &'a FrameRecord,
+    /// The plan rows this variant's insertion used (empty when the scenario inserts nothing).
+    pub plan: &'a [PlanRow],
+    /// 255 where insertions or vehicle edits wrote pixels, 0 where the image is the real frame's
+    /// bit for bit (before weather, which changes every pixel). `None` when neither ran.
+    pub edit_mask: Option<&'a GrayImage>,
+    /// The maps of the variant's weather effect (fog transmission, rain and snow particles);
+    /// the last one when the scenario has several. `None` without weather.
+    pub weather: Option<&'a WeatherMaps>,
+}
+
+/// A callback for every written variant: called on the writer's thread, after the variant is
+/// written, in output order. It runs inline, so a slow observer slows the writer and, through the
+/// bounded channels, the whole stage (backpressure, not buffering: memory stays bounded). Masks
+/// and weather maps are kept for the observer only when one is set.
+#[derive(Clone)]
+pub struct VariantObserver(Arc<dyn Fn(&VariantEvent<'_>) + Send + Sync>);
+
+impl VariantObserver {
+    pub fn new(f: impl Fn(&VariantEvent<'_>) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    fn notify(&self, event: &VariantEvent<'_>) {
+        (self.0)(event);
+    }
+}
+
+impl std::fmt::Debug for VariantObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VariantObserver(..)")
+    }
 }
 
 /// What one augment run did.
@@ -69,21 +147,52 @@ pub struct AugmentSummary {
     pub version: String,
 }
 
-/// Everything a worker needs to turn one real frame into its variants.
-struct Job<'a> {
-    scenario: &'a Scenario,
-    plans: &'a HashMap<(String, u32), Vec<PlanRow>>,
-    geometry: &'a DatasetGeometry,
-    road_classes: &'a SemanticRoadClasses,
-    masks: &'a MaskCache,
-    segmenter_name: Option<&'a str>,
+/// Everything a worker needs to turn one real frame into its variants, shared by all workers.
+struct Job {
+    scenario: Scenario,
+    plans: HashMap<(String, u32), Vec<PlanRow>>,
+    geometry: DatasetGeometry,
+    road_classes: SemanticRoadClasses,
+    masks: MaskCache,
+    segmenter_name: Option<String>,
+    settings: RenderSettings,
+    /// Keep edit masks and weather maps for the observer.
+    inspect: bool,
 }
 
-/// One frame's variants, or why a variant could not be made.
-type FrameOutput = (
-    Vec<Result<(Option<FrameRecord>, VariantCounts), String>>,
-    FrameRecord,
-);
+impl Job {
+    fn plan(&self, frame: &FrameId, variant: u32) -> &[PlanRow] {
+        self.plans
+            .get(&(frame.as_str().to_string(), variant))
+            .map_or(&[][..], Vec::as_slice)
+    }
+}
+
+/// A frame as the reader hands it on.
+struct FrameJob {
+    split: Arc<str>,
+    /// In one of the scenario's splits (otherwise copied through unchanged).
+    augmented: bool,
+    record: FrameRecord,
+}
+
+/// One variant of a frame: the generated frame, or `None` when nothing changed.
+struct Variant {
+    number: u32,
+    record: Option<FrameRecord>,
+    counts: VariantCounts,
+    inspection: Inspection,
+}
+
+/// What the observer gets beyond the records (only collected when there is one).
+#[derive(Default)]
+struct Inspection {
+    edit_mask: Option<GrayImage>,
+    weather: Option<WeatherMaps>,
+}
+
+/// A frame's variants, or why a variant could not be made.
+type FrameOutput = Vec<Result<Variant, String>>;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct VariantCounts {
@@ -93,6 +202,36 @@ struct VariantCounts {
     not_rendered: u64,
     vehicles: u64,
     weather: u64,
+}
+
+/// Heap bytes of a record, roughly: its encoded images plus a guess per annotation. The channels
+/// budget on this, so it needs to be in proportion, not exact.
+fn record_bytes(r: &FrameRecord) -> usize {
+    r.image.as_ref().map_or(0, Vec::len)
+        + r.semantic_label.as_ref().map_or(0, Vec::len)
+        + 512 * r.annotations.len()
+        + 1024
+}
+
+fn output_bytes(output: &FrameOutput) -> usize {
+    output
+        .iter()
+        .flatten()
+        .map(|v| {
+            v.record.as_ref().map_or(0, record_bytes)
+                + v.inspection
+                    .edit_mask
+                    .as_ref()
+                    .map_or(0, |m| m.as_raw().len())
+                + v.inspection.weather.as_ref().map_or(0, |w| {
+                    [&w.transmission, &w.raw_transmission, &w.particles]
+                        .into_iter()
+                        .flatten()
+                        .map(|m| 4 * m.data.len())
+                        .sum()
+                })
+        })
+        .sum()
 }
 
 /// Runs `scenario` over `args.dataset` into a new version of `args.output`. Frames a stage cannot
@@ -118,7 +257,6 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
         .iter()
         .any(|op| matches!(op, Operation::InsertObjects(_)));
     let mut plans: HashMap<(String, u32), Vec<PlanRow>> = HashMap::new();
-    let mut summary = AugmentSummary::default();
     if inserts {
         let segmenter = drivable
             .as_mut()
@@ -133,15 +271,17 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
     }
     let (geometry, _) = dataset_geometry(&dataset, &scenario.splits, &FitOptions::default())?;
     let settings = RenderSettings::from_args(args, scenario)?;
-    let masks = MaskCache::for_dataset(&args.dataset);
-    let job = Job {
-        scenario,
-        plans: &plans,
-        geometry: &geometry,
-        road_classes: &plan_options.road_classes,
-        masks: &masks,
-        segmenter_name: segmenter_name.as_deref(),
-    };
+    let describe = settings.describe();
+    let job = Arc::new(Job {
+        scenario: scenario.clone(),
+        plans,
+        geometry,
+        road_classes: plan_options.road_classes,
+        masks: MaskCache::for_dataset(&args.dataset),
+        segmenter_name,
+        settings,
+        inspect: args.observer.is_some(),
+    });
 
     let out_err = |source| StageError::Dataset {
         path: args.output.clone(),
@@ -151,7 +291,7 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
         path: args.dataset.clone(),
         source: Box::new(source),
     };
-    let mut writer = DatasetWriter::create(
+    let writer = DatasetWriter::create(
         &args.output,
         WriteOptions {
             carry_other_splits: false,
@@ -159,94 +299,84 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
         },
     )
     .map_err(out_err)?;
-    let augmented: Vec<&String> = scenario
-        .splits
-        .iter()
-        .filter(|s| dataset.manifest().splits.contains_key(*s))
-        .collect();
-    let chunk = rayon::current_num_threads().max(1) * 4;
+
+    // What the reader reads, in the order the writer writes it: every split in manifest order,
+    // the scenario's splits cut to `max_frames`, the others copied through unless generated only.
+    let mut readers: Vec<(Arc<str>, bool, FrameReader)> = Vec::new();
     for split in dataset.manifest().splits.keys() {
-        let is_augmented = augmented.contains(&split);
-        if !is_augmented && args.generated_only {
+        let augmented = scenario.splits.contains(split);
+        if !augmented && args.generated_only {
             continue;
         }
-        let mut reader = dataset.frames(split, Projection::Full).map_err(in_err)?;
-        let mut taken = 0usize;
-        loop {
-            let left = if is_augmented {
-                args.max_frames.map_or(usize::MAX, |m| m - taken.min(m))
+        let reader = dataset.frames(split, Projection::Full).map_err(in_err)?;
+        readers.push((Arc::from(split.as_str()), augmented, reader));
+    }
+    let max_frames = args.max_frames;
+    let frames = readers
+        .into_iter()
+        .flat_map(move |(split, augmented, reader)| {
+            let limit = if augmented {
+                max_frames.unwrap_or(usize::MAX)
             } else {
                 usize::MAX
             };
-            let records: Vec<FrameRecord> = reader
-                .by_ref()
-                .take(chunk.min(left))
-                .collect::<Result<_, _>>()
-                .map_err(in_err)?;
-            if records.is_empty() {
-                break;
+            reader.take(limit).map(move |record| {
+                record.map(|record| FrameJob {
+                    split: split.clone(),
+                    augmented,
+                    record,
+                })
+            })
+        });
+
+    let mut flow = Flow::new("augment", args.flow)?;
+    let (frames, reader) = flow.source("reader", frames, |f: &FrameJob| record_bytes(&f.record))?;
+    let worker_job = job.clone();
+    let outputs = flow.workers(
+        "render",
+        frames,
+        || None,
+        move |renderer: &mut Option<Result<Renderer, String>>, frame: &FrameJob| {
+            if !frame.augmented {
+                return Vec::new();
             }
-            taken += records.len();
-            if !is_augmented {
-                for r in &records {
-                    writer.write(r).map_err(out_err)?;
-                    summary.real_frames_written += 1;
-                }
-                continue;
-            }
-            summary.frames_read += records.len() as u64;
-            let outputs: Vec<FrameOutput> = records
-                .into_par_iter()
-                .map_init(
-                    || Renderer::new(&settings),
-                    |renderer, record| (variants_of(&job, renderer, &record), record),
-                )
-                .collect();
-            for (variants, real) in outputs {
-                if !args.generated_only {
-                    writer.write(&real).map_err(out_err)?;
-                    summary.real_frames_written += 1;
-                }
-                for variant in variants {
-                    match variant {
-                        Ok((record, counts)) => {
-                            if let Some(record) = record {
-                                writer.write(&record).map_err(out_err)?;
-                                summary.variants_written += 1;
-                            } else {
-                                summary.variants_unchanged += 1;
-                            }
-                            summary.insertions_planned += counts.planned;
-                            summary.insertions_rendered += counts.rendered;
-                            summary.insertions_filtered_out += counts.filtered_out;
-                            summary.insertions_not_rendered += counts.not_rendered;
-                            summary.vehicles_edited += counts.vehicles;
-                            summary.weather_applied += counts.weather;
-                        }
-                        Err(reason) => {
-                            summary.quarantined += 1;
-                            tracing::warn!("{reason}");
-                            writer.quarantine(roadsynth_types::Quarantined {
-                                file: real.frame.source_uri.clone(),
-                                line: None,
-                                column: None,
-                                split: split.clone(),
-                                kind: roadsynth_types::QuarantineKind::StageFailed,
-                                reason,
-                            });
-                        }
-                    }
-                }
-            }
-        }
+            // Built on a worker's first frame to augment: a run that only copies builds none.
+            let renderer = renderer.get_or_insert_with(|| Renderer::new(&worker_job.settings));
+            variants_of(&worker_job, renderer, &frame.record)
+        },
+        output_bytes,
+    )?;
+    let mut output = Output {
+        writer,
+        summary: AugmentSummary::default(),
+        job: &job,
+        args,
+    };
+    let sunk = flow.sink(outputs, |sequence, frame, variants| {
+        output.frame(sequence, frame, variants)
+    });
+    let Output {
+        writer,
+        mut summary,
+        ..
+    } = output;
+    let read = reader.join();
+    let finished = flow.finish();
+    match sunk {
+        Ok(_) => {}
+        Err(SinkError::Sink(e)) => return Err(e),
+        Err(SinkError::Flow(e)) => return Err(e.into()),
     }
+    read?.map_err(in_err)?;
+    finished?;
+
     let manifest = writer.commit(serde_json::json!({
         "operation": "augment",
         "scenario": scenario.name,
         "seed": scenario.seed,
         "input": args.dataset,
         "input_version": dataset.version_dir().file_name().map(|n| n.to_string_lossy().into_owned()),
-        "renderer": settings.describe(),
+        "renderer": describe,
         "tool_version": TOOL_VERSION,
     }))
     .map_err(out_err)?;
@@ -254,13 +384,108 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
     Ok(summary)
 }
 
+/// The writer's side of the flow (the calling thread).
+struct Output<'a> {
+    writer: DatasetWriter,
+    summary: AugmentSummary,
+    job: &'a Job,
+    args: &'a AugmentConfig,
+}
+
+impl Output<'_> {
+    /// One frame and its variants, in input order, into the new version; each written variant to
+    /// the observer.
+    fn frame(
+        &mut self,
+        sequence: u64,
+        frame: FrameJob,
+        output: Result<FrameOutput, ItemFailed>,
+    ) -> Result<(), StageError> {
+        let Output {
+            writer,
+            summary,
+            job,
+            args,
+        } = self;
+        let out_err = |source| StageError::Dataset {
+            path: args.output.clone(),
+            source: Box::new(source),
+        };
+        let FrameJob {
+            split,
+            augmented,
+            record: real,
+        } = frame;
+        if !augmented {
+            writer.write(&real).map_err(out_err)?;
+            summary.real_frames_written += 1;
+            return Ok(());
+        }
+        summary.frames_read += 1;
+        let variants = output.unwrap_or_else(|failed| {
+            vec![Err(format!(
+                "{}: {}",
+                real.frame.source_uri, failed.message
+            ))]
+        });
+        if !args.generated_only {
+            writer.write(&real).map_err(out_err)?;
+            summary.real_frames_written += 1;
+        }
+        for variant in variants {
+            match variant {
+                Ok(variant) => {
+                    if let Some(record) = &variant.record {
+                        writer.write(record).map_err(out_err)?;
+                        summary.variants_written += 1;
+                        if let Some(observer) = &args.observer {
+                            observer.notify(&VariantEvent {
+                                sequence,
+                                split: &split,
+                                variant: variant.number,
+                                real: &real,
+                                generated: record,
+                                plan: job.plan(&real.frame.id, variant.number),
+                                edit_mask: variant.inspection.edit_mask.as_ref(),
+                                weather: variant.inspection.weather.as_ref(),
+                            });
+                        }
+                    } else {
+                        summary.variants_unchanged += 1;
+                    }
+                    let counts = variant.counts;
+                    summary.insertions_planned += counts.planned;
+                    summary.insertions_rendered += counts.rendered;
+                    summary.insertions_filtered_out += counts.filtered_out;
+                    summary.insertions_not_rendered += counts.not_rendered;
+                    summary.vehicles_edited += counts.vehicles;
+                    summary.weather_applied += counts.weather;
+                }
+                Err(reason) => {
+                    summary.quarantined += 1;
+                    tracing::warn!("{reason}");
+                    writer.quarantine(roadsynth_types::Quarantined {
+                        file: real.frame.source_uri.clone(),
+                        line: None,
+                        column: None,
+                        split: split.to_string(),
+                        kind: roadsynth_types::QuarantineKind::StageFailed,
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The variants of one real frame: each is the frame with the scenario's operations applied in
 /// order, or `None` when nothing changed (every insertion filtered out and no other operation).
 fn variants_of(
-    job: &Job<'_>,
+    job: &Job,
     renderer: &mut Result<Renderer, String>,
     record: &FrameRecord,
-) -> Vec<Result<(Option<FrameRecord>, VariantCounts), String>> {
+) -> FrameOutput {
     let renderer = match renderer {
         Ok(r) => r,
         Err(e) => return vec![Err(e.clone())],
@@ -308,11 +533,14 @@ fn variants_of(
 }
 
 fn frame_masks(
-    job: &Job<'_>,
+    job: &Job,
     record: &FrameRecord,
     ground: &GroundModel,
 ) -> Result<GroundMasks, roadsynth_geometry::GeometryError> {
-    let best = match (record.semantic_label.is_some(), job.segmenter_name) {
+    let best = match (
+        record.semantic_label.is_some(),
+        job.segmenter_name.as_deref(),
+    ) {
         (true, _) => MaskSource::SemanticLabels,
         (false, Some(name)) => MaskSource::Model {
             name: name.to_string(),
@@ -322,25 +550,25 @@ fn frame_masks(
     if let Some(m) = job.masks.read(&record.frame.id, &best)? {
         return Ok(m);
     }
-    ground_masks(record, ground, job.road_classes, None)
+    ground_masks(record, ground, &job.road_classes, None)
 }
 
 /// What every variant of a frame shares.
 struct FrameContext<'a> {
     record: &'a FrameRecord,
     decoded: &'a RgbImage,
-    semantic: Option<&'a image::GrayImage>,
+    semantic: Option<&'a GrayImage>,
     ground: &'a GroundModel,
     masks: &'a GroundMasks,
 }
 
 fn variant_of(
-    job: &Job<'_>,
+    job: &Job,
     renderer: &mut Renderer,
     frame: &FrameContext<'_>,
     variant: u32,
-) -> Result<(Option<FrameRecord>, VariantCounts), String> {
-    let scenario = job.scenario;
+) -> Result<Variant, String> {
+    let scenario = &job.scenario;
     let record = frame.record;
     let seed = variant_seed(scenario.seed, record.frame.id.as_str(), variant);
     let mut image = frame.decoded.clone();
@@ -348,15 +576,13 @@ fn variant_of(
     let mut annotations = record.annotations.clone();
     let mut steps: Vec<ProvenanceStep> = Vec::new();
     let mut counts = VariantCounts::default();
+    let mut inspection = Inspection::default();
     let mut changed = false;
     for (index, operation) in scenario.operations.iter().enumerate() {
         let op_seed = operation_seed(seed, index);
         match operation {
             Operation::InsertObjects(_) => {
-                let rows = job
-                    .plans
-                    .get(&(record.frame.id.as_str().to_string(), variant))
-                    .map_or(&[][..], Vec::as_slice);
+                let rows = job.plan(&record.frame.id, variant);
                 counts.planned += rows.len() as u64;
                 if rows.is_empty() {
                     continue;
@@ -371,6 +597,9 @@ fn variant_of(
                 if outcome.kept > 0 {
                     changed = true;
                     inserted = true;
+                    if job.inspect {
+                        add_edits(&mut inspection.edit_mask, outcome.edit_mask);
+                    }
                     image = outcome.image;
                     annotations = outcome.annotations;
                     steps.push(outcome.step);
@@ -390,35 +619,48 @@ fn variant_of(
                 if outcome.edited > 0 {
                     changed = true;
                     counts.vehicles += outcome.edited;
+                    if job.inspect {
+                        add_edits(&mut inspection.edit_mask, outcome.edit_mask);
+                    }
                     image = outcome.image;
                     annotations = outcome.annotations;
                     steps.push(outcome.step);
                 }
             }
             Operation::Weather(weather) => {
-                let (out, step) = apply_weather(
+                let (out, step, maps) = apply_weather(
                     weather,
                     &image,
                     &mut annotations,
                     record,
                     frame.ground,
                     frame.masks,
-                    job.road_classes,
+                    frame.semantic,
+                    &job.road_classes,
                     &scenario.name,
                     op_seed,
                 )?;
                 image = out;
                 steps.push(step);
+                if job.inspect {
+                    inspection.weather = Some(maps);
+                }
                 counts.weather += 1;
                 changed = true;
             }
         }
     }
     if !changed {
-        return Ok((None, counts));
+        return Ok(Variant {
+            number: variant,
+            record: None,
+            counts,
+            inspection,
+        });
     }
-    Ok((
-        Some(generated_record(
+    Ok(Variant {
+        number: variant,
+        record: Some(generated_record(
             record,
             image,
             annotations,
@@ -428,7 +670,20 @@ fn variant_of(
             inserted,
         )?),
         counts,
-    ))
+        inspection,
+    })
+}
+
+/// Adds an operation's edit mask to the variant's: a pixel is edited if any operation wrote it.
+fn add_edits(into: &mut Option<GrayImage>, mask: GrayImage) {
+    match into {
+        Some(edited) if edited.dimensions() == mask.dimensions() => {
+            for (e, m) in edited.iter_mut().zip(mask.iter()) {
+                *e = (*e).max(*m);
+            }
+        }
+        _ => *into = Some(mask),
+    }
 }
 
 /// Each operation of a variant draws from its own stream: adding an operation does not change the
@@ -452,10 +707,11 @@ fn apply_weather(
     record: &FrameRecord,
     ground: &GroundModel,
     masks: &GroundMasks,
+    labels: Option<&GrayImage>,
     classes: &SemanticRoadClasses,
     scenario: &str,
     seed: u64,
-) -> Result<(RgbImage, ProvenanceStep), String> {
+) -> Result<(RgbImage, ProvenanceStep, WeatherMaps), String> {
     let (w, h) = image.dimensions();
     let e = |e: roadsynth_weather::WeatherError| e.to_string();
     let mut depth = DepthMap::from_ground_plane(
@@ -468,13 +724,8 @@ fn apply_weather(
     let drivable = PixelMask::new(w, h, masks.drivable.bits.clone()).map_err(e)?;
     let roadside = PixelMask::new(w, h, masks.roadside.bits.clone()).map_err(e)?;
     let ground_mask = drivable.union(&roadside).map_err(e)?;
-    if let Some(labels) = record
-        .semantic_label
-        .as_deref()
-        .and_then(|b| image::load_from_memory(b).ok())
-        .map(|l| l.to_luma8())
-        .filter(|l| l.dimensions() == (w, h))
-    {
+    // The real frame's labels, decoded once per frame (edits before the weather keep the size).
+    if let Some(labels) = labels.filter(|l| l.dimensions() == (w, h)) {
         depth.with_vertical_structures(&ground_mask).map_err(e)?;
         if !classes.sky.is_empty() {
             let sky = PixelMask::from_labels(w, h, labels.as_raw(), &classes.sky).map_err(e)?;
@@ -523,7 +774,7 @@ fn apply_weather(
         params: out.params,
         tool_version: TOOL_VERSION.to_string(),
     };
-    Ok((out.image, step))
+    Ok((out.image, step, out.maps))
 }
 
 fn is_vehicle(class: &str) -> bool {

@@ -1,13 +1,17 @@
 //! Pipeline stages as components, each with its config beside it: augment (plan, render, vehicle edits, weather, filter, write).
 //!
-//! A stage is a config struct and the function that runs it over datasets. Stages that render link
-//! OpenCV and ONNX Runtime (through `roadsynth-engine` and `roadsynth-models`), so only the
-//! `roadsynth-worker` binary depends on this crate; `roadsynth` hands their command lines over.
+//! A stage is a config struct and the function that runs it over datasets. Stages stream through
+//! [`flow`]: bounded channels (by items and bytes), a worker pool, and an ordered writer. Stages
+//! that render link OpenCV and ONNX Runtime (through `roadsynth-engine` and `roadsynth-models`), so
+//! only the `roadsynth-worker` binary depends on this crate; `roadsynth` hands their command lines
+//! over.
 
 pub mod augment;
+pub mod flow;
 pub mod render;
 
-pub use augment::{AugmentConfig, AugmentSummary, augment};
+pub use augment::{AugmentConfig, AugmentSummary, VariantEvent, VariantObserver, augment};
+pub use flow::{FlowError, FlowOptions};
 pub use render::{RenderSettings, Renderer, RendererKind};
 
 /// Why a stage stopped. Problems with single frames do not stop a stage: they are quarantined.
@@ -25,6 +29,8 @@ pub enum StageError {
     Model(#[from] roadsynth_models::ModelError),
     #[error(transparent)]
     Engine(Box<roadsynth_engine::EngineError>),
+    #[error(transparent)]
+    Flow(#[from] flow::FlowError),
     #[error("{0}")]
     Config(String),
 }

@@ -106,6 +106,7 @@ fn augment(args: &augment::AugmentArgs) -> Result<ExitCode> {
         drivable_model: args.drivable_model.clone(),
         max_frames: args.max_frames,
         generated_only: args.generated_only,
+        ..AugmentConfig::default()
     };
     let s = roadsynth_stages::augment(&config, &scenario)?;
     println!(
