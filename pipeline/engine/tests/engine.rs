@@ -237,7 +237,12 @@ fn check_insertions(planned: &Planned, outcome: &InsertOutcome) -> (usize, usize
             b.x0 >= 0.0 && b.y0 >= 0.0 && b.x1 <= f64::from(w) && b.y1 <= f64::from(h),
             "box {b:?} outside the {w}x{h} frame"
         );
-        let row = &planned.rows[report.object_index as usize];
+        // By object index, not position: an object placement could not place leaves a gap.
+        let row = planned
+            .rows
+            .iter()
+            .find(|r| r.object_index == report.object_index)
+            .expect("the report's plan row");
         let plan = roadsynth_types::BBox::new(row.x0, row.y0, row.x1, row.y1);
         // The whole rendered object fits its planned box; so does the visible part unless
         // nearer objects hide some of it (then the label is the visible part's box). Below 8 px
