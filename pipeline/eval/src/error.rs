@@ -56,6 +56,8 @@ pub enum EvalError {
     ClassMap { spec: String, reason: String },
     #[error("slice {key:?}: {reason}")]
     Slice { key: String, reason: String },
+    #[error("IoU threshold {iou}: PR curves are accumulated at COCO's 0.50, 0.55, ..., 0.95 only")]
+    IouThreshold { iou: f64 },
     #[error("bootstrap: {0}")]
     Bootstrap(String),
     #[error("hotcoco: {0}")]

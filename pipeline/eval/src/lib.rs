@@ -27,6 +27,10 @@
 //! they are numbered). Crowd and ignore regions are `iscrowd` ground truth; how ignore regions of
 //! classes that are not evaluated (KITTI `DontCare`) apply is in [`GroundTruth`].
 //!
+//! [`pr_curves`] gives each class's precision at COCO's 101 recall points for one `IoU`
+//! threshold, read from the same accumulation (pycocotools' `eval['precision'][t, :, k, 0, -1]`,
+//! checked against it in the same test); at 0.5 a curve's mean is the class's AP50.
+//!
 //! Slices ([`SliceSpec`]) and KITTI difficulty levels ([`KittiLevel`]) are each one more hotcoco
 //! run on a view of the ground truth in which objects outside the slice are ignored the way COCO
 //! ignores objects outside an area range. KITTI levels report COCO's AP on KITTI's difficulty
@@ -60,7 +64,7 @@ pub use detections::{Detection, DetectionCounts, Detections};
 pub use error::EvalError;
 pub use ground_truth::{ClassMap, GroundTruth};
 pub use report::{
-    ClassMetrics, Comparison, Difference, DifficultyReport, EvalOptions, EvalReport, Metrics,
-    SliceReport, Summary, SummaryIntervals, compare, evaluate,
+    ClassMetrics, ClassPrCurve, Comparison, Difference, DifficultyReport, EvalOptions, EvalReport,
+    Metrics, SliceReport, Summary, SummaryIntervals, compare, evaluate, pr_curves,
 };
 pub use slices::{KittiLevel, MISSING, SliceSpec};

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use hotcoco::params::IouType;
+use hotcoco::params::{IouType, Params};
 use hotcoco::{COCO, COCOeval};
 use serde::{Deserialize, Serialize};
 
@@ -181,6 +181,19 @@ pub struct Comparison {
     pub differences: Vec<Difference>,
 }
 
+/// One class's precision-recall curve as pycocotools' `accumulate` gives it: the interpolated
+/// (monotone) precision at each of COCO's 101 recall thresholds, area "all", 100 detections per
+/// image, `0` beyond the highest recall reached. Its mean is the class's AP at `iou`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassPrCurve {
+    pub class: String,
+    /// The `IoU` threshold (one of COCO's 0.50:0.05:0.95) a detection had to reach to be a hit.
+    pub iou: f64,
+    /// COCO's recall thresholds, `0.00, 0.01, ..., 1.00`.
+    pub recall: Vec<f64>,
+    pub precision: Vec<f64>,
+}
+
 /// One evaluated view: hotcoco's evaluator after `evaluate`, `accumulate` and `summarize`.
 pub(crate) struct Evaluated {
     pub(crate) ev: COCOeval,
@@ -271,6 +284,37 @@ impl Evaluated {
                 mean(&mut (0..acc.shape.t), k),
                 mean(&mut t50.into_iter(), k),
             );
+        }
+        out
+    }
+
+    /// Per category with ground truth (in ground-truth order): the interpolated precision at each
+    /// recall threshold at the `IoU` threshold of index `t`, area "all", the largest detection
+    /// cap: pycocotools' `eval['precision'][t, :, k, 0, -1]`, read from hotcoco's accumulation.
+    fn pr_curves(&self, categories: &[String], t: usize) -> Vec<ClassPrCurve> {
+        let Some(acc) = self.ev.accumulated() else {
+            return Vec::new();
+        };
+        let params = &self.ev.params;
+        let (area, cap) = (params.all_area_idx(), params.max_det_idx());
+        let mut out = Vec::new();
+        for (k, &cat_id) in acc.cat_ids.iter().enumerate() {
+            let Some(class) = categories.get((cat_id as usize).wrapping_sub(1)) else {
+                continue;
+            };
+            let precision: Vec<f64> = (0..acc.shape.r)
+                .map(|r| acc.precision[acc.precision_idx(t, r, k, area, cap)])
+                .collect();
+            // pycocotools' `-1`: a category without ground truth has no curve.
+            if precision.iter().any(|p| *p <= -1.0) {
+                continue;
+            }
+            out.push(ClassPrCurve {
+                class: class.clone(),
+                iou: params.iou_thrs[t],
+                recall: params.rec_thrs.clone(),
+                precision,
+            });
         }
         out
     }
@@ -497,6 +541,24 @@ pub fn compare(
         bootstrap: *bootstrap,
         differences,
     })
+}
+
+/// Precision-recall curves per evaluated class (ground-truth order) at `IoU` threshold `iou`,
+/// which must be one of COCO's `0.50, 0.55, ..., 0.95`: pycocotools'
+/// `eval['precision'][t, :, k, 0, -1]` for the whole ground truth, from the same hotcoco
+/// evaluation as [`evaluate`], so at 0.5 each curve's mean is the class's AP50 there.
+pub fn pr_curves(
+    gt: &GroundTruth,
+    detections: &Detections,
+    iou: f64,
+) -> Result<Vec<ClassPrCurve>, EvalError> {
+    let t = Params::new(IouType::Bbox)
+        .iou_thr_idx(iou)
+        .ok_or(EvalError::IouThreshold { iou })?;
+    let prepared = Prepared::new(gt, detections)?;
+    Ok(run_view(gt, &prepared, &View::everything(gt))?
+        .map(|e| e.pr_curves(&gt.categories, t))
+        .unwrap_or_default())
 }
 
 fn fmt_value(v: Option<f64>) -> String {

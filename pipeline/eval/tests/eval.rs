@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use roadsynth_dataset::{Dataset, DatasetWriter, Projection, WriteOptions};
 use roadsynth_eval::{
     Bootstrap, ClassMap, Detection, Detections, EvalOptions, EvalReport, GroundTruth, Interval,
-    KittiLevel, MISSING, Metrics, SliceSpec, compare, evaluate,
+    KittiLevel, MISSING, Metrics, SliceSpec, compare, evaluate, pr_curves,
 };
 use roadsynth_formats::{LoadOptions, Scan, coco, export, kitti, load_all};
 use roadsynth_testkit::{python_module, shared};
@@ -169,10 +169,12 @@ impl Detector {
 }
 
 /// pycocotools on a ground-truth file and a results file, restricted to `image_ids` when not
-/// empty: the twelve `stats` and, per class name, `[AP, AP50]` from `eval['precision']`.
+/// empty: the twelve `stats` and, per class name, `[AP, AP50]` from `eval['precision']`, and the
+/// precision curves `eval['precision'][t, :, k, 0, -1]` at `IoU` 0.5 and 0.75.
 struct Reference {
     stats: Vec<f64>,
     per_class: BTreeMap<String, [f64; 2]>,
+    curves: BTreeMap<String, BTreeMap<String, Vec<f64>>>,
 }
 
 const PYCOCOTOOLS: &str = r#"
@@ -198,10 +200,13 @@ def mean_valid(s):
 
 precision = ev.eval["precision"]  # [T, R, K, A, M]
 per_class = {}
+curves = {"0.5": {}, "0.75": {}}
 for k, cat_id in enumerate(ev.params.catIds):
     name = gt.cats[int(cat_id)]["name"]
     per_class[name] = [mean_valid(precision[:, :, k, 0, -1]), mean_valid(precision[0, :, k, 0, -1])]
-print(json.dumps({"stats": [float(x) for x in ev.stats], "per_class": per_class}))
+    for iou, t in (("0.5", 0), ("0.75", 5)):
+        curves[iou][name] = [float(x) for x in precision[t, :, k, 0, -1]]
+print(json.dumps({"stats": [float(x) for x in ev.stats], "per_class": per_class, "curves": curves}))
 "#;
 
 fn pycocotools(gt: &Path, detections: &[Detection], image_ids: &[u64], dir: &Path) -> Reference {
@@ -223,6 +228,7 @@ fn pycocotools(gt: &Path, detections: &[Detection], image_ids: &[u64], dir: &Pat
     Reference {
         stats: serde_json::from_value(v["stats"].clone()).expect("stats"),
         per_class: serde_json::from_value(v["per_class"].clone()).expect("per_class"),
+        curves: serde_json::from_value(v["curves"].clone()).expect("curves"),
     }
 }
 
@@ -382,6 +388,57 @@ fn parity_with_pycocotools_on_the_coco_export() {
             .is_some_and(|ap| ap > 0.2 && ap < 0.9)
     );
     assert!(report.overall.summary.ap_small.is_some());
+
+    // PR curves are pycocotools' precision arrays; at IoU 0.5 each one's mean is the class's AP50.
+    for (iou, key, is_ap50) in [(0.5, "0.5", true), (0.75, "0.75", false)] {
+        let curves = pr_curves(&gt, &dets, iou).expect("pr curves");
+        let expected = &reference.curves[key];
+        assert_eq!(
+            curves.iter().map(|c| c.class.as_str()).collect::<Vec<_>>(),
+            expected.keys().map(String::as_str).collect::<Vec<_>>(),
+            "IoU {iou}: one curve per class with ground truth"
+        );
+        for c in &curves {
+            assert_eq!(c.recall.len(), 101);
+            assert!((c.iou - iou).abs() < 1e-12);
+            assert!(
+                c.recall
+                    .iter()
+                    .enumerate()
+                    .all(|(i, r)| (r - i as f64 / 100.0).abs() < 1e-12)
+            );
+            let theirs = &expected[&c.class];
+            assert_eq!(c.precision.len(), theirs.len());
+            for (r, (a, b)) in c.precision.iter().zip(theirs).enumerate() {
+                let d = (a - b).abs();
+                worst = worst.max(d);
+                assert!(
+                    d <= 1e-6,
+                    "{} IoU {iou} recall {r}: ours {a}, pycocotools {b}",
+                    c.class
+                );
+            }
+            if is_ap50 {
+                let mean = c.precision.iter().sum::<f64>() / c.precision.len() as f64;
+                let ap50 = report
+                    .overall
+                    .per_class
+                    .iter()
+                    .find(|m| m.class == c.class)
+                    .and_then(|m| m.ap50)
+                    .expect("AP50 of a class with a curve");
+                assert!(
+                    (mean - ap50).abs() <= 1e-12,
+                    "{}: {mean} vs {ap50}",
+                    c.class
+                );
+            }
+        }
+    }
+    assert!(matches!(
+        pr_curves(&gt, &dets, 0.52),
+        Err(roadsynth_eval::EvalError::IouThreshold { .. })
+    ));
 
     // A frame-attribute slice is pycocotools on the images with that value.
     for value in ["rain", "clear"] {

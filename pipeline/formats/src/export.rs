@@ -125,8 +125,19 @@ fn dataset_err(dataset: &Dataset) -> impl Fn(DatasetError) -> ExportError + '_ {
 ///
 /// Ids are stable for a dataset version (see the [module documentation](self)).
 pub fn to_coco(dataset: &Dataset, output: &Path) -> Result<ExportSummary, ExportError> {
+    to_coco_splits(dataset, output, None)
+}
+
+/// [`to_coco`] of some splits only (`None`: all), e.g. a training split handed to an external
+/// trainer without the held-out frames beside it. Ids are numbered as if these splits were the
+/// whole dataset.
+pub fn to_coco_splits(
+    dataset: &Dataset,
+    output: &Path,
+    only: Option<&[String]>,
+) -> Result<ExportSummary, ExportError> {
     let manifest = dataset.manifest();
-    let splits = checked_splits(dataset)?;
+    let splits = checked_splits(dataset, only)?;
     let category_ids: HashMap<&str, u64> = manifest
         .classes
         .iter()
@@ -145,10 +156,7 @@ pub fn to_coco(dataset: &Dataset, output: &Path) -> Result<ExportSummary, Export
     json.raw(",\n\"images\": [")?;
     let mut summary = ExportSummary::default();
     let mut namer = Namer::default();
-    for record in dataset
-        .all_frames(Projection::Full)
-        .map_err(dataset_err(dataset))?
-    {
+    for record in frames(dataset, &splits, Projection::Full)? {
         let record = record.map_err(dataset_err(dataset))?;
         check_split(dataset, &splits, &record.frame)?;
         let file_name = namer.image_file(&record.frame);
@@ -181,10 +189,7 @@ pub fn to_coco(dataset: &Dataset, output: &Path) -> Result<ExportSummary, Export
     // Pass 2, metadata only (image bytes are never read): `annotations`.
     json.raw("\n],\n\"annotations\": [")?;
     let mut image_id = 0;
-    for record in dataset
-        .all_frames(Projection::WithoutImages)
-        .map_err(dataset_err(dataset))?
-    {
+    for record in frames(dataset, &splits, Projection::WithoutImages)? {
         let record = record.map_err(dataset_err(dataset))?;
         image_id += 1;
         for annotation in &record.annotations {
@@ -231,8 +236,17 @@ pub fn to_coco(dataset: &Dataset, output: &Path) -> Result<ExportSummary, Export
 /// are not written (YOLO cannot mark a region as ignored, and a box would teach it as an object);
 /// they are counted in [`ExportSummary::skipped`]. Masks are not exported.
 pub fn to_yolo(dataset: &Dataset, output: &Path) -> Result<ExportSummary, ExportError> {
+    to_yolo_splits(dataset, output, None)
+}
+
+/// [`to_yolo`] of some splits only (`None`: all); `data.yaml` names only those.
+pub fn to_yolo_splits(
+    dataset: &Dataset,
+    output: &Path,
+    only: Option<&[String]>,
+) -> Result<ExportSummary, ExportError> {
     let manifest = dataset.manifest();
-    let splits = checked_splits(dataset)?;
+    let splits = checked_splits(dataset, only)?;
     let class_index: HashMap<&str, usize> = manifest
         .classes
         .iter()
@@ -248,10 +262,7 @@ pub fn to_yolo(dataset: &Dataset, output: &Path) -> Result<ExportSummary, Export
     let mut summary = ExportSummary::default();
     let mut namer = Namer::default();
     let mut label = String::new();
-    for record in dataset
-        .all_frames(Projection::Full)
-        .map_err(dataset_err(dataset))?
-    {
+    for record in frames(dataset, &splits, Projection::Full)? {
         let record = record.map_err(dataset_err(dataset))?;
         let frame = &record.frame;
         check_split(dataset, &splits, frame)?;
@@ -317,9 +328,19 @@ pub fn to_yolo(dataset: &Dataset, output: &Path) -> Result<ExportSummary, Export
     Ok(summary)
 }
 
-/// The manifest's split names in export order, each checked to be a plain folder name.
-fn checked_splits(dataset: &Dataset) -> Result<Vec<String>, ExportError> {
-    let splits = dataset.manifest().split_names();
+/// The manifest's split names in export order (those of `only` when given, each of which must
+/// exist), each checked to be a plain folder name.
+fn checked_splits(dataset: &Dataset, only: Option<&[String]>) -> Result<Vec<String>, ExportError> {
+    let mut splits = dataset.manifest().split_names();
+    if let Some(only) = only {
+        if let Some(missing) = only.iter().find(|s| !splits.contains(s)) {
+            return Err(ExportError::Inconsistent {
+                dataset: dataset.version_dir().to_path_buf(),
+                reason: format!("no split {missing:?} to export (it has {splits:?})"),
+            });
+        }
+        splits.retain(|s| only.contains(s));
+    }
     for split in &splits {
         let plain = !split.is_empty()
             && split != "."
@@ -333,6 +354,20 @@ fn checked_splits(dataset: &Dataset) -> Result<Vec<String>, ExportError> {
         }
     }
     Ok(splits)
+}
+
+/// The frames of `splits`, in that order (every split: the dataset's own export order).
+fn frames(
+    dataset: &Dataset,
+    splits: &[String],
+    projection: Projection,
+) -> Result<impl Iterator<Item = Result<FrameRecord, DatasetError>>, ExportError> {
+    let readers = splits
+        .iter()
+        .map(|split| dataset.frames(split, projection))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(dataset_err(dataset))?;
+    Ok(readers.into_iter().flatten())
 }
 
 fn check_split(dataset: &Dataset, splits: &[String], frame: &Frame) -> Result<(), ExportError> {

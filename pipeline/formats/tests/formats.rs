@@ -1590,6 +1590,36 @@ mod export_format {
     }
 
     #[test]
+    fn exports_only_the_splits_asked_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dataset = hand_made(&dir.path().join("dataset"));
+        let val = ["val".to_string()];
+        let coco = dir.path().join("coco");
+        let summary = export::to_coco_splits(&dataset, &coco, Some(&val)).expect("coco");
+        assert_eq!(summary.frames, 1);
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(coco.join("annotations.json")).expect("read"),
+        )
+        .expect("json");
+        assert_eq!(json["images"].as_array().map(Vec::len), Some(1));
+        assert_eq!(json["images"][0]["id"], json!(1));
+        assert_eq!(json["images"][0]["split"], json!("val"));
+        assert!(!coco.join("images/train").exists());
+        let yolo = dir.path().join("yolo");
+        export::to_yolo_splits(&dataset, &yolo, Some(&val)).expect("yolo");
+        let yaml = std::fs::read_to_string(yolo.join("data.yaml")).expect("data.yaml");
+        assert!(
+            yaml.contains("val: images/val") && !yaml.contains("train:"),
+            "{yaml}"
+        );
+        let missing =
+            export::to_coco_splits(&dataset, &dir.path().join("x"), Some(&["test".into()]))
+                .expect_err("no such split");
+        assert!(missing.to_string().contains("\"test\""), "{missing}");
+        assert!(!dir.path().join("x").exists());
+    }
+
+    #[test]
     fn refuses_a_non_empty_output() {
         let dir = tempfile::tempdir().expect("tempdir");
         let dataset = hand_made(&dir.path().join("dataset"));
