@@ -4,7 +4,8 @@
 # the ONNX Runtime shared library (from the pinned PyPI wheel) and the Python packages the tests
 # use to cross-check our output (pyarrow; rerun-sdk, whose CLI verifies our Rerun recordings;
 # pycocotools, the reference for masks and mAP; onnx, which rewrites a test model into the other
-# export conventions). Safe to run again: each step checks before it installs.
+# export conventions; ray, which runs sharded augmentations and their test cluster).
+# Safe to run again: each step checks before it installs.
 set -euo pipefail
 
 ORT_VERSION=1.31.1
@@ -12,6 +13,7 @@ PYARROW_VERSION=19.0.1
 RERUN_VERSION=0.36.3
 PYCOCOTOOLS_VERSION=2.0.11
 ONNX_VERSION=1.23.2
+RAY_VERSION=2.60.0
 
 need_apt=()
 for pkg in libopencv-dev clang libclang-dev pkg-config chromium; do
@@ -36,6 +38,7 @@ py_has pyarrow "$PYARROW_VERSION" || py_want+=("pyarrow==$PYARROW_VERSION")
 py_has rerun-sdk "$RERUN_VERSION" || py_want+=("rerun-sdk==$RERUN_VERSION")
 py_has pycocotools "$PYCOCOTOOLS_VERSION" || py_want+=("pycocotools==$PYCOCOTOOLS_VERSION")
 py_has onnx "$ONNX_VERSION" || py_want+=("onnx==$ONNX_VERSION")
+py_has ray "$RAY_VERSION" || py_want+=("ray==$RAY_VERSION")
 if ((${#py_want[@]})); then
   echo "setup: pip installing ${py_want[*]}" >&2
   python3 -m pip install -q --disable-pip-version-check "${py_want[@]}"

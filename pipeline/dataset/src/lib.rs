@@ -20,13 +20,14 @@
 mod manifest;
 mod reader;
 pub mod schema;
+pub mod shard;
 pub mod table;
 mod writer;
 
 use std::path::PathBuf;
 
 pub use manifest::{FileEntry, Manifest, SplitStats};
-pub use reader::{Dataset, FrameReader, Projection};
+pub use reader::{Dataset, FrameReader, Projection, StoredFrame, StoredFrames};
 pub use writer::{DatasetWriter, WriteOptions};
 
 /// Name of the pointer file at a dataset root.

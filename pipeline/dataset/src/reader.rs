@@ -94,6 +94,11 @@ impl Dataset {
         })
     }
 
+    /// Frames of one split as stored (see [`StoredFrame`]), in stored order, images included.
+    pub fn stored_frames(&self, split: &str) -> Result<StoredFrames, DatasetError> {
+        Ok(StoredFrames(self.frames(split, Projection::Full)?))
+    }
+
     /// Frames of every split, splits in [`Manifest::split_names`] order.
     pub fn all_frames(&self, projection: Projection) -> Result<FrameReader, DatasetError> {
         let mut files = Vec::new();
@@ -205,10 +210,8 @@ impl FrameReader {
     }
 }
 
-impl Iterator for FrameReader {
-    type Item = Result<FrameRecord, DatasetError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl FrameReader {
+    fn next_row(&mut self) -> Option<Result<FrameRow, DatasetError>> {
         if self.rows.is_empty() {
             match self.refill() {
                 Ok(true) => {}
@@ -220,6 +223,43 @@ impl Iterator for FrameReader {
                 }
             }
         }
-        self.rows.pop_front().map(FrameRow::into_record)
+        self.rows.pop_front().map(Ok)
+    }
+}
+
+impl Iterator for FrameReader {
+    type Item = Result<FrameRecord, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_row()
+            .map(|row| row.and_then(FrameRow::into_record))
+    }
+}
+
+/// A frame as stored: its row, not decoded into the canonical types. Copying stored frames into
+/// another version ([`crate::DatasetWriter::write_stored`]) writes exactly what their writer
+/// wrote; decoding and encoding again need not (JSON numbers are parsed and printed again).
+#[derive(Debug)]
+pub struct StoredFrame(pub(crate) FrameRow);
+
+impl StoredFrame {
+    pub fn split(&self) -> &str {
+        &self.0.split
+    }
+
+    pub fn frame_id(&self) -> &str {
+        &self.0.frame_id
+    }
+}
+
+/// Streams the stored frames of a split ([`Dataset::stored_frames`]).
+#[derive(Debug)]
+pub struct StoredFrames(FrameReader);
+
+impl Iterator for StoredFrames {
+    type Item = Result<StoredFrame, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next_row().map(|row| row.map(StoredFrame))
     }
 }

@@ -13,7 +13,7 @@ use roadsynth_types::{FrameRecord, Quarantined, SCHEMA_VERSION, TOOL_VERSION};
 use serde::Serialize;
 
 use crate::manifest::{FileEntry, Manifest, SplitStats};
-use crate::reader::Dataset;
+use crate::reader::{Dataset, StoredFrame};
 use crate::schema::{self, BYTE_COLUMNS, FrameRow, QuarantineRow};
 use crate::{CURRENT_FILE, DatasetError, IoContext, MANIFEST_FILE, QUARANTINE_FILE, VERSIONS_DIR};
 
@@ -32,6 +32,9 @@ pub struct WriteOptions {
     pub row_group_bytes: usize,
     /// A split's part file is closed and a new one started past this size.
     pub part_bytes: u64,
+    /// The manifest's `created_at`; `None`: now. A fixed value makes every byte of a version a
+    /// function of its content (shard outputs, which a retry must write identically).
+    pub created_at: Option<String>,
 }
 
 impl Default for WriteOptions {
@@ -42,6 +45,7 @@ impl Default for WriteOptions {
             batch_bytes: 32 << 20,
             row_group_bytes: 64 << 20,
             part_bytes: 1 << 30,
+            created_at: None,
         }
     }
 }
@@ -203,9 +207,21 @@ impl DatasetWriter {
 
     /// Adds a frame to its split.
     pub fn write(&mut self, record: &FrameRecord) -> Result<(), DatasetError> {
+        self.push(FrameRow::from_record(record))
+    }
+
+    /// Adds a frame read as stored from another version: the same row, byte for byte (see
+    /// [`StoredFrame`]).
+    pub fn write_stored(&mut self, frame: StoredFrame) -> Result<(), DatasetError> {
+        self.push(frame.0)
+    }
+
+    // Counts and batches from the row alone, so that a record and its stored row are written alike.
+    fn push(&mut self, row: FrameRow) -> Result<(), DatasetError> {
+        let name = row.split.clone();
         let split = self
             .splits
-            .entry(record.frame.split.clone())
+            .entry(name.clone())
             .or_insert_with(|| SplitWriter {
                 pending: Vec::new(),
                 pending_bytes: 0,
@@ -214,17 +230,16 @@ impl DatasetWriter {
                 stats: SplitStats::default(),
             });
         split.stats.frames += 1;
-        split.stats.annotations += record.annotations.len() as u64;
-        for a in &record.annotations {
+        split.stats.annotations += row.annotations.len() as u64;
+        for a in &row.annotations {
             *split.stats.classes.entry(a.class.clone()).or_insert(0) += 1;
         }
-        split.pending_bytes += record.image.as_ref().map_or(0, Vec::len)
-            + record.semantic_label.as_ref().map_or(0, Vec::len);
-        split.pending.push(FrameRow::from_record(record));
+        split.pending_bytes += row.image.as_ref().map_or(0, Vec::len)
+            + row.semantic_label.as_ref().map_or(0, Vec::len);
+        split.pending.push(row);
         if split.pending.len() >= self.options.batch_rows
             || split.pending_bytes >= self.options.batch_bytes
         {
-            let name = record.frame.split.clone();
             self.flush_split(&name)?;
         }
         Ok(())
@@ -378,9 +393,7 @@ impl DatasetWriter {
             schema_version: SCHEMA_VERSION,
             version: version.clone(),
             parent,
-            created_at: time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
+            created_at: self.options.created_at.clone().unwrap_or_else(created_now),
             tool_version: TOOL_VERSION.to_string(),
             splits,
             classes: classes.into_iter().collect(),
@@ -418,6 +431,19 @@ impl Drop for DatasetWriter {
             let _ = fs::remove_dir_all(&self.staging);
         }
     }
+}
+
+/// Now, or `SOURCE_DATE_EPOCH` (seconds) when set: the reproducible-builds convention, so that
+/// two runs can be compared file by file, `manifest.json` included.
+fn created_now() -> String {
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok());
+    epoch
+        .unwrap_or_else(time::OffsetDateTime::now_utc)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn next_version_number(versions: &Path) -> Result<u32, DatasetError> {

@@ -322,3 +322,136 @@ print(json.dumps({"rows": t.num_rows, "anns": sum(len(a) for a in anns),
     assert_eq!(got["meta"], "1");
     assert_eq!(got["quarantine"], 1);
 }
+
+/// Every file of a version folder, relative path → bytes; `manifest.json` without `created_at`.
+fn version_files(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let dataset = Dataset::open(root).expect("open");
+    let dir = dataset.version_dir();
+    let mut out = std::collections::BTreeMap::new();
+    for entry in &dataset.manifest().files {
+        out.insert(
+            entry.path.clone(),
+            std::fs::read(dir.join(&entry.path)).expect("read"),
+        );
+    }
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    manifest["created_at"] = serde_json::Value::Null;
+    out.insert("manifest.json".into(), manifest.to_string().into_bytes());
+    out
+}
+
+#[test]
+fn issue_8_shards_commit_to_the_bytes_of_one_writer_and_refuse_bad_sets() {
+    use roadsynth_dataset::shard::{
+        ItemRange, ShardError, ShardId, ShardRun, ShardWriter, commit_shards, output_options,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 150 frames to augment (more than one 64-row batch) and 20 copied through; every 7th
+    // train item is quarantined.
+    let items: Vec<FrameRecord> = (0..150)
+        .map(|i| record("train", i))
+        .chain((0..20).map(|i| record("val", i)))
+        .collect();
+    let quarantined = |i: usize| Quarantined {
+        file: format!("item-{i}"),
+        line: Some(u32::try_from(i).expect("small")),
+        column: None,
+        split: "train".into(),
+        kind: QuarantineKind::StageFailed,
+        reason: format!("item {i} failed"),
+    };
+    let provenance = serde_json::json!({"operation": "augment", "seed": 3, "x": 0.1});
+    let single = dir.path().join("single");
+    let mut w = DatasetWriter::create(&single, output_options()).expect("create");
+    for (i, r) in items.iter().enumerate() {
+        if i < 150 && i % 7 == 0 {
+            w.quarantine(quarantined(i));
+        } else {
+            w.write(r).expect("write");
+        }
+    }
+    let single_manifest = w.commit(provenance.clone()).expect("commit");
+
+    let run = ShardRun {
+        stage: "augment".into(),
+        input: "in".into(),
+        input_version: "v0001-00000000".into(),
+        scenario: "fog".into(),
+        scenario_hash: "h".into(),
+        seed: 3,
+        settings: serde_json::json!({"max_frames": null}),
+        tool_version: "0".into(),
+        provenance: provenance.clone(),
+    };
+    let parts = [(150, true), (20, false)];
+    let shards = dir.path().join("out.shards");
+    let write_shard = |index: u32, run: &ShardRun| {
+        let id = ShardId::new(index, 3).expect("id");
+        let range = id.items(&parts);
+        let (shard, mut w) = ShardWriter::create(&shards, id).expect("shard");
+        for i in range.clone() {
+            let i = usize::try_from(i).expect("small");
+            if i < 150 && i % 7 == 0 {
+                w.quarantine(quarantined(i));
+            } else {
+                w.write(&items[i]).expect("write");
+            }
+        }
+        let items = ItemRange {
+            start: range.start,
+            end: range.end,
+            total: 170,
+        };
+        shard
+            .finish(
+                w,
+                items,
+                run.clone(),
+                serde_json::json!({"frames": range.end - range.start}),
+            )
+            .expect("finish")
+            .0
+    };
+    let out = dir.path().join("out");
+    let shard0 = write_shard(0, &run);
+    write_shard(2, &run);
+    let err = commit_shards(&shards, &out, None).expect_err("incomplete");
+    assert!(
+        matches!(&err, ShardError::Missing { missing, .. } if missing == &[1]),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("shards 1 of 3 are missing"),
+        "{err}"
+    );
+
+    // A shard of another seed is refused, naming the field.
+    let other = ShardRun {
+        seed: 4,
+        ..run.clone()
+    };
+    write_shard(1, &other);
+    let err = commit_shards(&shards, &out, None).expect_err("inconsistent");
+    assert!(err.to_string().contains("seed = 4"), "{err}");
+    assert!(!out.join("CURRENT").exists(), "nothing is written");
+
+    // A retried shard writes the same bytes (and replaces a different earlier output).
+    let before = version_files(&shard0.join("data"));
+    let json = std::fs::read(shard0.join("shard.json")).expect("shard.json");
+    write_shard(0, &run);
+    assert_eq!(version_files(&shard0.join("data")), before);
+    assert_eq!(
+        std::fs::read(shard0.join("shard.json")).expect("again"),
+        json
+    );
+    write_shard(1, &run);
+
+    let err = commit_shards(&shards, &out, Some(4)).expect_err("wrong count");
+    assert!(err.to_string().contains("expected a 4-shard run"), "{err}");
+    let committed = commit_shards(&shards, &out, Some(3)).expect("commit");
+    assert_eq!(committed.summary["frames"], 170);
+    assert_eq!(committed.manifest.version, single_manifest.version);
+    assert_eq!(version_files(&out), version_files(&single));
+}

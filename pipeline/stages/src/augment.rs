@@ -8,13 +8,18 @@
 //! writer on the calling thread, which restores input order. The channels between them are
 //! bounded by items and bytes, so memory does not grow with the dataset, and the output does not
 //! depend on the number of workers.
+//!
+//! With a [`ShardTarget`] the stage reads only its shard's contiguous range of the input and writes
+//! it as a shard output ([`roadsynth_dataset::shard`]); everything else is the same, so the shards'
+//! commit is the unsharded version, byte for byte.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use image::{GrayImage, RgbImage};
-use roadsynth_dataset::{Dataset, DatasetWriter, FrameReader, Projection, WriteOptions};
+use roadsynth_dataset::shard::{self, ItemRange, ShardId, ShardRun, ShardWriter};
+use roadsynth_dataset::{Dataset, DatasetWriter, FrameReader, Projection};
 use roadsynth_geometry::{
     DatasetGeometry, FitOptions, GroundMasks, GroundModel, MaskCache, MaskSource,
     SemanticRoadClasses, ground_masks,
@@ -58,6 +63,17 @@ pub struct AugmentConfig {
     pub flow: FlowOptions,
     /// Called for every written variant, in output order (see [`VariantObserver`]).
     pub observer: Option<VariantObserver>,
+    /// Process only this shard of the input and write it for `roadsynth dataset commit-shards`
+    /// instead of a version of `output` (see [`roadsynth_dataset::shard`]).
+    pub shard: Option<ShardTarget>,
+}
+
+/// One shard of a sharded run: which, and where shard outputs go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardTarget {
+    pub id: ShardId,
+    /// The run's shard folder (default `<output>.shards`).
+    pub dir: PathBuf,
 }
 
 impl Default for AugmentConfig {
@@ -78,6 +94,7 @@ impl Default for AugmentConfig {
             generated_only: false,
             flow: FlowOptions::default(),
             observer: None,
+            shard: None,
         }
     }
 }
@@ -105,6 +122,9 @@ pub struct VariantEvent<'a> {
     /// The maps of the variant's weather effect (fog transmission, rain and snow particles);
     /// the last one when the scenario has several. `None` without weather.
     pub weather: Option<&'a WeatherMaps>,
+    /// The frame's ground plane (horizon, focal length, camera height) that placement and weather
+    /// used.
+    pub ground: Option<&'a GroundModel>,
 }
 
 /// A callback for every written variant: called on the writer's thread, after the variant is
@@ -144,6 +164,7 @@ pub struct AugmentSummary {
     pub vehicles_edited: u64,
     pub weather_applied: u64,
     pub quarantined: u64,
+    /// The new version; for a shard, its output folder.
     pub version: String,
 }
 
@@ -189,6 +210,7 @@ struct Variant {
 struct Inspection {
     edit_mask: Option<GrayImage>,
     weather: Option<WeatherMaps>,
+    ground: Option<GroundModel>,
 }
 
 /// A frame's variants, or why a variant could not be made.
@@ -291,36 +313,64 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
         path: args.dataset.clone(),
         source: Box::new(source),
     };
-    let writer = DatasetWriter::create(
-        &args.output,
-        WriteOptions {
-            carry_other_splits: false,
-            ..WriteOptions::default()
-        },
-    )
-    .map_err(out_err)?;
+    // The unsharded output is written exactly as a commit of shards writes it.
+    let (shard_writer, writer) = match &args.shard {
+        Some(target) => {
+            let (shard_writer, writer) =
+                ShardWriter::create(&target.dir, target.id).map_err(|source| {
+                    StageError::Dataset {
+                        path: target.dir.clone(),
+                        source: Box::new(source),
+                    }
+                })?;
+            (Some(shard_writer), writer)
+        }
+        None => (
+            None,
+            DatasetWriter::create(&args.output, shard::output_options()).map_err(out_err)?,
+        ),
+    };
 
     // What the reader reads, in the order the writer writes it: every split in manifest order,
     // the scenario's splits cut to `max_frames`, the others copied through unless generated only.
-    let mut readers: Vec<(Arc<str>, bool, FrameReader)> = Vec::new();
-    for split in dataset.manifest().splits.keys() {
+    let mut parts: Vec<(&String, bool, u64)> = Vec::new();
+    for (split, stats) in &dataset.manifest().splits {
         let augmented = scenario.splits.contains(split);
         if !augmented && args.generated_only {
             continue;
         }
-        let reader = dataset.frames(split, Projection::Full).map_err(in_err)?;
-        readers.push((Arc::from(split.as_str()), augmented, reader));
+        let limit = match args.max_frames {
+            Some(m) if augmented => u64::try_from(m).unwrap_or(u64::MAX),
+            _ => u64::MAX,
+        };
+        parts.push((split, augmented, stats.frames.min(limit)));
     }
-    let max_frames = args.max_frames;
+    let total: u64 = parts.iter().map(|p| p.2).sum();
+    // A shard reads only its contiguous range of that order.
+    let range = match &args.shard {
+        Some(target) => target
+            .id
+            .items(&parts.iter().map(|p| (p.2, p.1)).collect::<Vec<_>>()),
+        None => 0..total,
+    };
+    let mut readers: Vec<(Arc<str>, bool, FrameReader, usize, usize)> = Vec::new();
+    let mut position = 0u64;
+    for (split, augmented, n) in parts {
+        let first = range.start.clamp(position, position + n);
+        let end = range.end.clamp(position, position + n);
+        let skip = usize::try_from(first - position).unwrap_or(usize::MAX);
+        let take = usize::try_from(end - first).unwrap_or(usize::MAX);
+        position += n;
+        if take == 0 {
+            continue;
+        }
+        let reader = dataset.frames(split, Projection::Full).map_err(in_err)?;
+        readers.push((Arc::from(split.as_str()), augmented, reader, skip, take));
+    }
     let frames = readers
         .into_iter()
-        .flat_map(move |(split, augmented, reader)| {
-            let limit = if augmented {
-                max_frames.unwrap_or(usize::MAX)
-            } else {
-                usize::MAX
-            };
-            reader.take(limit).map(move |record| {
+        .flat_map(move |(split, augmented, reader, skip, take)| {
+            reader.skip(skip).take(take).map(move |record| {
                 record.map(|record| FrameJob {
                     split: split.clone(),
                     augmented,
@@ -352,8 +402,9 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
         job: &job,
         args,
     };
+    // Positions in the run's input, also in a shard (whose flow counts from 0).
     let sunk = flow.sink(outputs, |sequence, frame, variants| {
-        output.frame(sequence, frame, variants)
+        output.frame(range.start + sequence, frame, variants)
     });
     let Output {
         writer,
@@ -370,18 +421,57 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
     read?.map_err(in_err)?;
     finished?;
 
-    let manifest = writer.commit(serde_json::json!({
+    let input_version = dataset
+        .version_dir()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let provenance = serde_json::json!({
         "operation": "augment",
         "scenario": scenario.name,
         "seed": scenario.seed,
         "input": args.dataset,
-        "input_version": dataset.version_dir().file_name().map(|n| n.to_string_lossy().into_owned()),
+        "input_version": input_version,
         "renderer": describe,
         "tool_version": TOOL_VERSION,
-    }))
-    .map_err(out_err)?;
-    summary.version.clone_from(&manifest.version);
+    });
+    let Some((shard_writer, target)) = shard_writer.zip(args.shard.as_ref()) else {
+        let manifest = writer.commit(provenance).map_err(out_err)?;
+        summary.version.clone_from(&manifest.version);
+        return Ok(summary);
+    };
+    let run = ShardRun {
+        stage: "augment".into(),
+        input: args.dataset.display().to_string(),
+        input_version: input_version.unwrap_or_default(),
+        scenario: scenario.name.clone(),
+        scenario_hash: scenario_hash(scenario),
+        seed: scenario.seed,
+        settings: serde_json::json!({
+            "max_frames": args.max_frames,
+            "generated_only": args.generated_only,
+        }),
+        tool_version: TOOL_VERSION.into(),
+        provenance,
+    };
+    let items = ItemRange {
+        start: range.start,
+        end: range.end,
+        total,
+    };
+    let counts = serde_json::to_value(&summary).unwrap_or_default();
+    let (dir, _) = shard_writer
+        .finish(writer, items, run, counts)
+        .map_err(|source| StageError::Dataset {
+            path: target.dir.clone(),
+            source: Box::new(source),
+        })?;
+    summary.version = dir.display().to_string();
     Ok(summary)
+}
+
+/// What makes two runs' scenarios the same: a hash of the resolved settings (seed included).
+fn scenario_hash(scenario: &Scenario) -> String {
+    blake3::hash(format!("{scenario:?}").as_bytes()).to_hex()[..32].to_string()
 }
 
 /// The writer's side of the flow (the calling thread).
@@ -448,6 +538,7 @@ impl Output<'_> {
                                 plan: job.plan(&real.frame.id, variant.number),
                                 edit_mask: variant.inspection.edit_mask.as_ref(),
                                 weather: variant.inspection.weather.as_ref(),
+                                ground: variant.inspection.ground.as_ref(),
                             });
                         }
                     } else {
@@ -576,7 +667,10 @@ fn variant_of(
     let mut annotations = record.annotations.clone();
     let mut steps: Vec<ProvenanceStep> = Vec::new();
     let mut counts = VariantCounts::default();
-    let mut inspection = Inspection::default();
+    let mut inspection = Inspection {
+        ground: job.inspect.then(|| frame.ground.clone()),
+        ..Inspection::default()
+    };
     let mut changed = false;
     for (index, operation) in scenario.operations.iter().enumerate() {
         let op_seed = operation_seed(seed, index);

@@ -10,7 +10,9 @@ pub mod augment;
 pub mod flow;
 pub mod render;
 
-pub use augment::{AugmentConfig, AugmentSummary, VariantEvent, VariantObserver, augment};
+pub use augment::{
+    AugmentConfig, AugmentSummary, ShardTarget, VariantEvent, VariantObserver, augment,
+};
 pub use flow::{FlowError, FlowOptions};
 pub use render::{RenderSettings, Renderer, RendererKind};
 
