@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
-use roadsynth_dataset::Dataset;
+use roadsynth_dataset::{Dataset, shard};
 use roadsynth_formats::export;
 
 #[derive(Debug, Subcommand)]
@@ -23,12 +23,36 @@ pub enum DatasetCommand {
         format: ExportFormat,
         #[arg(long)]
         output: PathBuf,
+        /// Export only this split (repeatable; default: every split). Ids are then numbered
+        /// over the exported splits only.
+        #[arg(long = "split")]
+        splits: Vec<String>,
     },
     /// List the quarantined items with their reasons.
     Quarantine { dir: PathBuf },
+    /// Merge the shard outputs of `augment --shard i/N` into one new version of the output,
+    /// atomically; refuses an incomplete or inconsistent set, naming what is wrong. The version
+    /// is byte-identical to an unsharded run's.
+    CommitShards {
+        /// The output dataset root the shards were run for.
+        #[arg(long)]
+        output: PathBuf,
+        /// The shards' folder (default: `<output>.shards`).
+        #[arg(long)]
+        shard_dir: Option<PathBuf>,
+        /// How many shards the run has (default: what the shards say, which must agree).
+        #[arg(long)]
+        shards: Option<u32>,
+        /// Keep the shard outputs after the commit (default: removed).
+        #[arg(long)]
+        keep_shards: bool,
+    },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum ExportFormat {
     /// `OUTDIR/annotations.json` and `OUTDIR/images/`.
     Coco,
@@ -43,13 +67,10 @@ pub fn run(cmd: &DatasetCommand) -> Result<ExitCode> {
             dir,
             format,
             output,
+            splits,
         } => {
-            let dataset = open(dir)?;
-            let summary = match format {
-                ExportFormat::Coco => export::to_coco(&dataset, output),
-                ExportFormat::Yolo => export::to_yolo(&dataset, output),
-            }
-            .with_context(|| format!("exporting to {}", output.display()))?;
+            let splits = (!splits.is_empty()).then_some(splits.as_slice());
+            let summary = export_dataset(dir, *format, output, splits)?;
             println!(
                 "exported {} frames, {} annotations to {}",
                 summary.frames,
@@ -64,7 +85,67 @@ pub fn run(cmd: &DatasetCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        DatasetCommand::CommitShards {
+            output,
+            shard_dir,
+            shards,
+            keep_shards,
+        } => commit_shards(output, shard_dir.as_deref(), *shards, *keep_shards),
     }
+}
+
+fn commit_shards(
+    output: &Path,
+    shard_dir: Option<&Path>,
+    shards: Option<u32>,
+    keep: bool,
+) -> Result<ExitCode> {
+    let dir = shard_dir.map_or_else(|| shard::default_shards_dir(output), Path::to_path_buf);
+    let committed = shard::commit_shards(&dir, output, shards)?;
+    let m = &committed.manifest;
+    let counts: Vec<String> = committed
+        .summary
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "committed {} shards of {} into {}: version {} ({} frames, {} quarantined; {})",
+        committed.shards.len(),
+        committed
+            .shards
+            .first()
+            .map_or_else(String::new, |s| s.run.input.clone()),
+        output.display(),
+        m.version,
+        m.frames(),
+        m.quarantined,
+        counts.join(", ")
+    );
+    if !keep {
+        // The version holds everything the shards did; unfinished attempts go with them.
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(if m.quarantined > 0 {
+        ExitCode::from(crate::ingest_cmd::EXIT_QUARANTINED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `roadsynth dataset export`: the dataset at `dir` (its current version) in `format` into
+/// `output`, only `splits` when given.
+pub fn export_dataset(
+    dir: &Path,
+    format: ExportFormat,
+    output: &Path,
+    splits: Option<&[String]>,
+) -> Result<export::ExportSummary> {
+    let dataset = open(dir)?;
+    match format {
+        ExportFormat::Coco => export::to_coco_splits(&dataset, output, splits),
+        ExportFormat::Yolo => export::to_yolo_splits(&dataset, output, splits),
+    }
+    .with_context(|| format!("exporting {} to {}", dir.display(), output.display()))
 }
 
 fn open(dir: &Path) -> Result<Dataset> {

@@ -24,7 +24,9 @@ pub type VideoDecoder<'a> = &'a dyn Fn(
     &mut dyn FnMut(Result<FrameRecord, Quarantined>) -> Result<()>,
 ) -> Result<()>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum InputFormat {
     Kitti,

@@ -9,11 +9,15 @@ pub mod assets_cmd;
 pub mod augment;
 pub mod dataset_cmd;
 pub mod experiment;
+pub mod external_trainer;
 pub mod ingest_cmd;
 pub mod orchestrator;
+pub mod ray_executor;
 pub mod run_cmd;
+pub mod run_recording;
 pub mod runs_cmd;
 pub mod schedule;
+pub mod shard_task;
 
 use std::ffi::OsString;
 

@@ -34,11 +34,10 @@ enum Command {
     Dataset(dataset_cmd::DatasetCommand),
     /// Run the pipeline of an orchestrator file: ingest, asset banks, augmentations (stages
     /// whose inputs did not change are skipped).
-    Run {
-        /// The orchestrator file (the repository's `orchestrator.yaml` is the default run).
-        #[arg(default_value = "orchestrator.yaml")]
-        file: std::path::PathBuf,
-    },
+    Run(roadsynth_cli::run_cmd::RunArgs),
+    /// Check orchestrator files and print their JSON Schema.
+    #[command(subcommand)]
+    Orchestrator(OrchestratorCommand),
     /// Plan where a scenario inserts objects in a dataset (a Parquet table the engine executes).
     Plan(plan_cmd::PlanArgs),
     /// Validate scenario files and print their JSON Schema.
@@ -68,6 +67,47 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
 }
 
+#[derive(Debug, Subcommand)]
+enum OrchestratorCommand {
+    /// Check an orchestrator file (every error at once, at its `file:line:col`) without running it.
+    Validate {
+        #[arg(default_value = "orchestrator.yaml")]
+        file: std::path::PathBuf,
+    },
+    /// Print the JSON Schema of orchestrator files (committed as `orchestrator.schema.json`).
+    Schema,
+}
+
+fn orchestrator_command(command: &OrchestratorCommand) -> ExitCode {
+    match command {
+        OrchestratorCommand::Validate { file } => match roadsynth_cli::orchestrator::load(file) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} sources, {} asset banks, {} augmentations, experiment: {})",
+                    file.display(),
+                    config.sources.len(),
+                    config.assets.len(),
+                    config.augment.len(),
+                    if config.experiment.is_some() {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        OrchestratorCommand::Schema => {
+            print!("{}", roadsynth_cli::orchestrator::json_schema_text());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     roadsynth_cli::init_logging(&cli.log);
@@ -76,10 +116,12 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest_cmd::run(&args, None),
         Command::Dataset(cmd) => dataset_cmd::run(&cmd),
         Command::Scenario(cmd) => Ok(scenario_cmd::run(&cmd)),
+        Command::Orchestrator(cmd) => Ok(orchestrator_command(&cmd)),
         Command::Plan(args) => plan_cmd::run(&args),
         // The run renders (augment): the worker runs it, after the file is checked here.
-        Command::Run { file } => roadsynth_cli::orchestrator::load(&file)
+        Command::Run(args) => roadsynth_cli::orchestrator::load(&args.file)
             .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|_| roadsynth_cli::run_cmd::RunOptions::from_args(&args))
             .and_then(|_| Err(roadsynth_cli::exec_worker(std::env::args_os().skip(1)))),
         Command::Assets(cmd) => assets_cmd::run(&cmd),
         Command::Eval(args) => eval_cmd::run(&args),

@@ -8,13 +8,17 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use roadsynth_config::{Checker, ConfigError, ConfigErrors};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::ingest_cmd::{self, EXIT_QUARANTINED, IngestArgs, InputFormat};
 
-/// The file as written.
-#[derive(Debug, Deserialize)]
+/// An orchestrator file: what `roadsynth run` runs (sources, asset banks, augmentations, the
+/// experiment), with which models, where, how and when.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "Orchestrator")]
+#[schemars(rename = "Orchestrator")]
 struct OrchestratorWire {
     #[serde(default)]
     sources: Vec<SourceWire>,
@@ -30,11 +34,59 @@ struct OrchestratorWire {
     experiment: Option<ExperimentWire>,
     #[serde(default)]
     outputs: OutputsWire,
+    #[serde(default)]
+    executor: Option<ExecutorWire>,
+    #[serde(default)]
+    concurrency: Option<ConcurrencyWire>,
+    /// How many times a failed stage is tried again before the run fails (default 0). Stages
+    /// are deterministic and commit atomically, so a retry redoes the stage from its inputs.
+    #[serde(default)]
+    #[schemars(range(max = 10))]
+    retries: Option<u32>,
+}
+
+/// How much runs at once on this machine.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Concurrency")]
+struct ConcurrencyWire {
+    /// Render threads of an augment stage (default: one per core).
+    #[schemars(range(min = 1))]
+    workers: Option<usize>,
+    /// Frames one channel between an augment stage's reader, workers and writer holds at most
+    /// (default: 4 per worker).
+    #[schemars(range(min = 1))]
+    channel_frames: Option<usize>,
+    /// Mebibytes one such channel holds at most (default 64).
+    #[schemars(range(min = 1))]
+    channel_mib: Option<usize>,
+}
+
+/// Where the augment stages run: `local` (this process, the default) or `ray` (one Ray task per
+/// shard through `ray/driver.py`, then a commit; same output bytes).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Executor")]
+struct ExecutorWire {
+    kind: Option<String>,
+    /// `auto` (the cluster this machine belongs to), `host:port` or `ray://host:port`.
+    address: Option<String>,
+    shards: Option<u32>,
+    /// Resources each shard's task asks for.
+    num_cpus: Option<f64>,
+    num_gpus: Option<f64>,
+    /// Retries of a failed or lost shard task.
+    max_retries: Option<u32>,
+    /// Python with `ray` installed (default `python3`).
+    python: Option<String>,
+    /// The driver script (default: `ray/driver.py` of the repository).
+    driver: Option<String>,
 }
 
 /// Detector retraining: arms trained alike, scored on real held-out test sets.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Experiment")]
 struct ExperimentWire {
     /// Arm name → training dataset (`real`, `naive_paste`, `roadsynth`).
     #[serde(default)]
@@ -48,10 +100,14 @@ struct ExperimentWire {
     tests: Vec<TestWire>,
     #[serde(default)]
     bootstrap: Option<usize>,
+    /// A user's trainer run for every arm instead of the built-in detector.
+    #[serde(default)]
+    external_trainer: Option<crate::external_trainer::ExternalTrainerWire>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Test")]
 struct TestWire {
     name: Option<String>,
     dataset: Option<String>,
@@ -62,8 +118,9 @@ struct TestWire {
 }
 
 /// When `roadsynth schedule` runs the file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Schedule")]
 struct ScheduleWire {
     /// Cron expression: five fields (minute hour day-of-month month day-of-week), or six with
     /// seconds first.
@@ -77,8 +134,9 @@ struct ScheduleWire {
 }
 
 /// An asset bank built from one of the datasets.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Assets")]
 struct AssetsWire {
     name: Option<String>,
     dataset: Option<String>,
@@ -87,8 +145,9 @@ struct AssetsWire {
 }
 
 /// A scenario run over a dataset into a new dataset.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Augment")]
 struct AugmentWire {
     /// Output dataset name.
     name: Option<String>,
@@ -105,23 +164,26 @@ struct AugmentWire {
 }
 
 /// A model file and the sha256 it must have.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Model")]
 struct ModelWire {
     path: Option<String>,
     sha256: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Models")]
 struct ModelsWire {
     detector: Option<ModelWire>,
     vehicle_segmenter: Option<ModelWire>,
     drivable_area: Option<ModelWire>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Source")]
 struct SourceWire {
     /// Dataset the source is ingested into (`<outputs.datasets>/<dataset>`); sources naming the
     /// same dataset add their splits to it in order.
@@ -141,8 +203,9 @@ struct SourceWire {
     every: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Outputs")]
 struct OutputsWire {
     #[serde(default)]
     datasets: Option<String>,
@@ -217,10 +280,12 @@ pub struct ExperimentSpec {
     pub seeds: Vec<u64>,
     pub tests: Vec<TestSpec>,
     pub bootstrap: usize,
+    /// Train and predict with this command instead of the built-in detector.
+    pub external_trainer: Option<crate::external_trainer::ExternalTrainer>,
 }
 
 /// What the scheduler does about runs it missed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MissedRuns {
     /// One catch-up run at start-up if any scheduled time passed since the last run (the
@@ -247,6 +312,28 @@ pub fn parse_cron(expression: &str) -> Result<croner::Cron, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Where augment stages run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Executor {
+    /// In this process (the default).
+    #[default]
+    Local,
+    /// Sharded over a Ray cluster.
+    Ray(RayExecutor),
+}
+
+/// A Ray cluster to shard augment stages over (see `docs/ray.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RayExecutor {
+    pub address: String,
+    pub shards: u32,
+    pub num_cpus: f64,
+    pub num_gpus: f64,
+    pub max_retries: u32,
+    pub python: String,
+    pub driver: PathBuf,
+}
+
 /// The resolved orchestrator settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Orchestrator {
@@ -264,6 +351,19 @@ pub struct Orchestrator {
     /// The file's own bytes hash: recorded in every run's ledger.
     pub config_hash: String,
     pub file: PathBuf,
+    pub executor: Executor,
+    pub concurrency: Concurrency,
+    /// Attempts after the first for a failed stage.
+    pub retries: u32,
+}
+
+/// How much runs at once; `None`: the augment flow's default (one worker per core, 4 frames per
+/// worker a channel, 64 MiB a channel).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Concurrency {
+    pub workers: Option<usize>,
+    pub channel_frames: Option<usize>,
+    pub channel_mib: Option<usize>,
 }
 
 const RENDERERS: [&str; 3] = ["exemplar", "plain", "diffusion"];
@@ -526,7 +626,37 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
             seeds: x.seeds.clone(),
             tests,
             bootstrap: x.bootstrap.unwrap_or(1000),
+            external_trainer: x
+                .external_trainer
+                .as_ref()
+                .and_then(|t| t.resolve(base, &mut check)),
         }
+    });
+    let executor = wire.executor.as_ref().map_or(Some(Executor::Local), |w| {
+        resolve_executor(w, base, &mut check)
+    });
+    let concurrency = wire
+        .concurrency
+        .as_ref()
+        .map_or_else(Concurrency::default, |c| {
+            for (field, value) in [
+                ("workers", c.workers),
+                ("channel_frames", c.channel_frames),
+                ("channel_mib", c.channel_mib),
+            ] {
+                check.check(value != Some(0), &format!("concurrency.{field}"), || {
+                    format!("`{field}` must be at least 1")
+                });
+            }
+            Concurrency {
+                workers: c.workers,
+                channel_frames: c.channel_frames,
+                channel_mib: c.channel_mib,
+            }
+        });
+    let retries = wire.retries.unwrap_or(0);
+    check.check(retries <= 10, "retries", || {
+        format!("{retries} retries: at most 10 (a stage that fails that often has a cause to fix)")
     });
     if let Err(semantic) = check.finish() {
         errors.extend(semantic.0);
@@ -552,7 +682,80 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
         runs_root,
         config_hash: blake3::hash(text.as_bytes()).to_hex()[..16].to_string(),
         file: path.to_path_buf(),
+        executor: executor.unwrap_or_default(),
+        concurrency,
+        retries,
     })
+}
+
+/// The JSON Schema (draft 07, which YAML editors read) of orchestrator files.
+pub fn json_schema() -> serde_json::Value {
+    schemars::generate::SchemaSettings::draft07()
+        .into_generator()
+        .into_root_schema_for::<OrchestratorWire>()
+        .to_value()
+}
+
+/// [`json_schema`] as the text of `orchestrator.schema.json` (pretty, newline at the end).
+pub fn json_schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(&json_schema()).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Checks and resolves `executor`; `None` after recording an error.
+fn resolve_executor(w: &ExecutorWire, base: &Path, check: &mut Checker<'_>) -> Option<Executor> {
+    let kind = w.kind.as_deref().unwrap_or("local");
+    check.check(["local", "ray"].contains(&kind), "executor.kind", || {
+        format!("executor kind {kind:?} is not `local` or `ray`")
+    });
+    if kind != "ray" {
+        let ray_only = [
+            ("address", w.address.is_some()),
+            ("shards", w.shards.is_some()),
+            ("num_cpus", w.num_cpus.is_some()),
+            ("num_gpus", w.num_gpus.is_some()),
+            ("max_retries", w.max_retries.is_some()),
+            ("python", w.python.is_some()),
+            ("driver", w.driver.is_some()),
+        ];
+        for (field, set) in ray_only {
+            check.check(!set, &format!("executor.{field}"), || {
+                format!("`{field}` is a setting of `kind: ray`")
+            });
+        }
+        return (kind == "local").then_some(Executor::Local);
+    }
+    let shards = w.shards.unwrap_or(1);
+    check.check(shards >= 1, "executor.shards", || {
+        "`shards` must be at least 1".into()
+    });
+    let num_cpus = w.num_cpus.unwrap_or(1.0);
+    check.check(num_cpus > 0.0, "executor.num_cpus", || {
+        "`num_cpus` must be more than 0".into()
+    });
+    let num_gpus = w.num_gpus.unwrap_or(0.0);
+    check.check(num_gpus >= 0.0, "executor.num_gpus", || {
+        "`num_gpus` must be 0 or more".into()
+    });
+    let driver = match &w.driver {
+        Some(raw) => resolve_path(base, raw),
+        None => Some(base.join("ray/driver.py"))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ray/driver.py")),
+    };
+    check.check(driver.is_file(), "executor.driver", || {
+        format!("the Ray driver {} does not exist", driver.display())
+    });
+    Some(Executor::Ray(RayExecutor {
+        address: w.address.clone().unwrap_or_else(|| "auto".into()),
+        shards,
+        num_cpus,
+        num_gpus,
+        max_retries: w.max_retries.unwrap_or(3),
+        python: w.python.clone().unwrap_or_else(|| "python3".into()),
+        driver,
+    }))
 }
 
 /// Runs the ingest stage of every source, then prints each dataset's stats. The first source of a

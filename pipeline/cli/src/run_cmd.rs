@@ -10,10 +10,15 @@
 //! a killed run leaves a ledger saying how far it got. A lock (`<runs>/.lock`) keeps two runs of
 //! the same outputs from overlapping; the scheduler takes the same lock.
 //!
+//! Every run also writes a Rerun recording, `<runs>/<id>/run.rrd` (see [`crate::run_recording`]),
+//! streamed to a live viewer too with `--connect`. `--stage` runs one kind of stage (or one named
+//! stage) of the file; the stages before it must have run.
+//!
 //! Stages that render are given as a callback: only the worker binary links them.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -25,12 +30,113 @@ use roadsynth_types::TOOL_VERSION;
 use crate::assets_cmd::{self, BuildArgs};
 use crate::ingest_cmd::EXIT_QUARANTINED;
 use crate::orchestrator::{AugmentSpec, Orchestrator, PinnedModel};
+use crate::run_recording::{self, StageRecording, StageSlot};
+use roadsynth_inspect::RunRecording;
 
 /// The file recording what a stage's output was made from.
 pub const STAGE_KEY_FILE: &str = "STAGE_KEY";
 
-/// Runs one augmentation; returns whether it quarantined anything.
-pub type AugmentRunner<'a> = &'a dyn Fn(&AugmentSpec, &Orchestrator) -> Result<bool>;
+/// Runs one augmentation, logging a sample of the variants it writes to the recording; returns
+/// whether it quarantined anything.
+pub type AugmentRunner<'a> =
+    &'a dyn Fn(&AugmentSpec, &Orchestrator, Option<StageRecording>) -> Result<bool>;
+
+/// The kinds of stage a run has, in order.
+pub const STAGES: [&str; 4] = ["ingest", "assets", "augment", "experiment"];
+
+/// `roadsynth run`'s arguments (the worker parses the same).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The orchestrator file (the repository's `orchestrator.yaml` is the default run).
+    #[arg(default_value = "orchestrator.yaml")]
+    pub file: PathBuf,
+    /// Run only this stage: `ingest`, `assets`, `augment` or `experiment`, or one named stage
+    /// such as `augment:camvid-fog` (its inputs must exist).
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Also stream the run's recording to a Rerun viewer at this address
+    /// (`rerun+http://host:port/proxy` or `host:port`; `rerun` listens at 127.0.0.1:9876).
+    #[arg(long)]
+    pub connect: Option<String>,
+}
+
+/// Which stages a run runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageFilter {
+    kind: Option<String>,
+    name: Option<String>,
+}
+
+impl StageFilter {
+    /// Every stage.
+    pub const ALL: Self = Self {
+        kind: None,
+        name: None,
+    };
+
+    /// Parses `kind` or `kind:name`, naming the valid kinds on an error.
+    pub fn parse(text: &str) -> Result<Self> {
+        let (kind, name) = match text.split_once(':') {
+            Some((k, n)) => (k, Some(n.to_string())),
+            None => (text, None),
+        };
+        anyhow::ensure!(
+            STAGES.contains(&kind),
+            "--stage {text}: unknown stage `{kind}` (stages: {})",
+            STAGES.join(", ")
+        );
+        Ok(Self {
+            kind: Some(kind.to_string()),
+            name,
+        })
+    }
+
+    fn runs(&self, kind: &str, name: &str) -> bool {
+        self.kind.as_deref().is_none_or(|k| k == kind)
+            && self.name.as_deref().is_none_or(|n| n == name)
+    }
+
+    /// Checks that a named stage exists in `config`.
+    fn check(&self, config: &Orchestrator) -> Result<()> {
+        let (Some(kind), Some(name)) = (&self.kind, &self.name) else {
+            return Ok(());
+        };
+        let names: Vec<&str> = match kind.as_str() {
+            "ingest" => config.sources.iter().map(|s| s.dataset.as_str()).collect(),
+            "assets" => config.assets.iter().map(|a| a.name.as_str()).collect(),
+            "augment" => config.augment.iter().map(|a| a.name.as_str()).collect(),
+            _ => vec!["experiment"],
+        };
+        anyhow::ensure!(
+            names.contains(&name.as_str()),
+            "--stage {kind}:{name}: {} has no {kind} stage named `{name}` (it has: {})",
+            config.file.display(),
+            names.join(", ")
+        );
+        Ok(())
+    }
+}
+
+/// How a run runs beyond its file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub stages: StageFilter,
+    /// A live Rerun viewer to stream the recording to.
+    pub connect: Option<String>,
+}
+
+impl RunOptions {
+    /// From the command line.
+    pub fn from_args(args: &RunArgs) -> Result<Self> {
+        Ok(Self {
+            stages: match &args.stage {
+                Some(s) => StageFilter::parse(s)?,
+                None => StageFilter::ALL,
+            },
+            connect: args.connect.clone(),
+        })
+    }
+}
 
 /// Checks every pinned model's sha256, naming the file on a mismatch.
 pub fn check_models(config: &Orchestrator) -> Result<()> {
@@ -77,6 +183,50 @@ fn mark_current(output: &Path, key: &str) -> Result<()> {
     std::fs::write(&tmp, key).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, output.join(STAGE_KEY_FILE))
         .with_context(|| format!("writing {}", output.display()))
+}
+
+/// What an ingest input is, for its stage key: a file's bytes (the label file, or a video),
+/// and, for the folder holding it (or the folder given), every file's path, size and
+/// modification time. Hashing every image's bytes would read the whole dataset on every run;
+/// images are replaced, not edited in place, so size and time catch their changes as `make`
+/// does, while a label file, the usual thing to edit, is compared by content.
+fn input_fingerprint(input: &Path) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    let folder = if input.is_file() {
+        h.update(&std::fs::read(input).with_context(|| format!("reading {}", input.display()))?);
+        input.parent().unwrap_or(Path::new(".")).to_path_buf()
+    } else {
+        input.to_path_buf()
+    };
+    let mut stack = vec![folder];
+    let mut entries = Vec::new();
+    while let Some(dir) = stack.pop() {
+        let listing =
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        for entry in listing {
+            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+            let meta = entry
+                .metadata()
+                .with_context(|| format!("reading {}", entry.path().display()))?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                entries.push((entry.path(), meta.len(), modified));
+            }
+        }
+    }
+    entries.sort();
+    for (path, len, modified) in entries {
+        h.update(path.as_os_str().as_encoded_bytes());
+        h.update(&len.to_le_bytes());
+        h.update(&modified.to_le_bytes());
+    }
+    Ok(h.finalize().to_hex()[..32].to_string())
 }
 
 /// The content of a dataset's current version, part of every downstream stage's key: the hash
@@ -130,6 +280,30 @@ pub struct StageRecord {
     pub seconds: f64,
     /// The output dataset's version after the stage, when it is a dataset.
     pub output_version: Option<String>,
+    /// What the output dataset holds: frames, annotations and quarantined items.
+    #[serde(default)]
+    pub counts: Option<DatasetCounts>,
+}
+
+/// Counts of a dataset version, from its manifest.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct DatasetCounts {
+    pub frames: u64,
+    pub annotations: u64,
+    pub quarantined: u64,
+}
+
+impl DatasetCounts {
+    /// The counts of the current version at `root`, if it is a dataset.
+    fn of(root: &Path) -> Option<Self> {
+        let dataset = Dataset::open(root).ok()?;
+        let m = dataset.manifest();
+        Some(Self {
+            frames: m.splits.values().map(|s| s.frames).sum(),
+            annotations: m.splits.values().map(|s| s.annotations).sum(),
+            quarantined: m.quarantined,
+        })
+    }
 }
 
 /// A run's ledger.
@@ -141,14 +315,24 @@ pub struct Ledger {
     pub tool_version: String,
     pub started_at: String,
     pub finished_at: Option<String>,
-    /// `running`, `succeeded`, `succeeded_with_quarantine` or `failed`.
+    /// `running`, `succeeded`, `succeeded_with_quarantine`, `failed` or `interrupted`.
     pub status: String,
     pub stages: Vec<StageRecord>,
     pub error: Option<String>,
+    /// The run's Rerun recording (`run.rrd` in the run folder).
+    #[serde(default)]
+    pub recording: Option<String>,
 }
 
 impl Ledger {
     fn write(&self, dir: &Path) -> Result<()> {
+        if let Ok(mut last) = LAST_LEDGER.lock() {
+            *last = Some((dir.to_path_buf(), self.clone()));
+        }
+        self.write_file(dir)
+    }
+
+    fn write_file(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let tmp = dir.join("ledger.json.tmp");
         std::fs::write(&tmp, serde_json::to_string_pretty(self)?)
@@ -156,6 +340,105 @@ impl Ledger {
         std::fs::rename(&tmp, dir.join("ledger.json"))
             .with_context(|| format!("writing {}", dir.display()))
     }
+}
+
+/// The ledger of the run in progress, as last written: what an interrupt marks `interrupted`.
+static LAST_LEDGER: std::sync::Mutex<Option<(PathBuf, Ledger)>> = std::sync::Mutex::new(None);
+
+/// Exit code of a run stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report Ctrl-C).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Prefix of the hidden folders a dataset version is written in (`roadsynth-dataset`).
+const STAGING_PREFIX: &str = ".staging-";
+
+/// While alive, Ctrl-C (SIGINT) or SIGTERM stops the run cleanly: its ledger says `interrupted`,
+/// the staging folders this process was writing are removed, and the process exits with
+/// [`EXIT_INTERRUPTED`]. A version only becomes visible by a rename once complete, so nothing
+/// half-written is ever visible, interrupted or killed; rerunning resumes (finished stages are
+/// skipped by their keys, the interrupted one starts again and writes the same bytes).
+struct InterruptGuard {
+    handle: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InterruptGuard {
+    fn install(datasets_root: PathBuf) -> Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals =
+            signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("installing Ctrl-C")?;
+        let handle = signals.handle();
+        let thread = std::thread::Builder::new()
+            .name("roadsynth-interrupt".into())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    let name = if signal == SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    };
+                    eprintln!("{name}: stopping the run");
+                    if let Ok(mut last) = LAST_LEDGER.lock()
+                        && let Some((dir, ledger)) = last.as_mut()
+                    {
+                        ledger.status = "interrupted".into();
+                        ledger.finished_at = Some(now());
+                        ledger.error = Some(format!("interrupted by {name}"));
+                        if let Err(e) = ledger.write_file(dir) {
+                            eprintln!("error: {e:#}");
+                        }
+                    }
+                    sweep_staging(&datasets_root, |pid| pid == std::process::id());
+                    std::process::exit(EXIT_INTERRUPTED);
+                }
+            })
+            .context("starting the interrupt thread")?;
+        Ok(Self {
+            handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for InterruptGuard {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Removes the staging folders under `<datasets_root>/*/versions/` whose writer's process id
+/// `owned` selects. Staging folders are named `.staging-<pid>-<nanos>`.
+fn sweep_staging(datasets_root: &Path, owned: impl Fn(u32) -> bool) {
+    let Ok(datasets) = std::fs::read_dir(datasets_root) else {
+        return;
+    };
+    for dataset in datasets.flatten() {
+        let Ok(versions) = std::fs::read_dir(dataset.path().join(roadsynth_dataset::VERSIONS_DIR))
+        else {
+            continue;
+        };
+        for entry in versions.flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(STAGING_PREFIX))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            if let Some(pid) = pid
+                && owned(pid)
+            {
+                tracing::info!("removing unfinished version {}", entry.path().display());
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// Whether process `pid` is alive (on Linux, through `/proc`).
+fn process_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Holds `<runs>/.lock` for the life of a run.
@@ -195,9 +478,18 @@ fn now() -> String {
         .to_string()
 }
 
-/// Runs every stage of `config` under a new run id; returns the id with the exit code.
-pub fn run(config: &Orchestrator, augment: AugmentRunner<'_>) -> Result<ExitCode> {
+/// Runs the stages of `config` that `options` selects under a new run id.
+pub fn run(
+    config: &Orchestrator,
+    augment: AugmentRunner<'_>,
+    options: &RunOptions,
+) -> Result<ExitCode> {
+    options.stages.check(config)?;
     let _lock = RunLock::acquire(&config.runs_root)?;
+    // Under the lock no other run writes these outputs: staging folders of dead processes are
+    // what a killed run left behind.
+    sweep_staging(&config.datasets_root, |pid| !process_alive(pid));
+    let _interrupt = InterruptGuard::install(config.datasets_root.clone())?;
     let started = chrono::Utc::now();
     let run_id = format!(
         "{}-{}",
@@ -215,10 +507,40 @@ pub fn run(config: &Orchestrator, augment: AugmentRunner<'_>) -> Result<ExitCode
         status: "running".into(),
         stages: Vec::new(),
         error: None,
+        recording: None,
     };
     ledger.write(&dir)?;
     println!("run {run_id}");
-    let result = run_stages(config, augment, &mut ledger, &dir);
+    let (recording, recording_path) = run_recording::open(&dir, options.connect.as_deref())?;
+    ledger.recording = Some(recording_path.display().to_string());
+    let mut result = run_stages(
+        config,
+        augment,
+        &options.stages,
+        &recording,
+        &mut ledger,
+        &dir,
+    );
+    // Every handle is gone once the stages return; close the file (its footer) and flush the
+    // viewer. A recording that cannot be finished is a warning: the run's outputs stand.
+    match Arc::try_unwrap(recording) {
+        Ok(recording) => match recording.finish(run_recording::FLUSH_TIMEOUT) {
+            Ok(stats) => println!(
+                "recording {}: {} augmented frames, {} evaluated frames",
+                recording_path.display(),
+                stats.augmented_frames,
+                stats.eval_frames
+            ),
+            Err(e) => tracing::warn!("finishing {}: {e}", recording_path.display()),
+        },
+        Err(_) => {
+            if result.is_ok() {
+                result = Err(anyhow::anyhow!(
+                    "the run recording is still in use after the stages ended"
+                ));
+            }
+        }
+    }
     ledger.finished_at = Some(now());
     match &result {
         Ok(code) => {
@@ -240,36 +562,63 @@ pub fn run(config: &Orchestrator, augment: AugmentRunner<'_>) -> Result<ExitCode
 fn run_stages(
     config: &Orchestrator,
     augment: AugmentRunner<'_>,
+    stages: &StageFilter,
+    recording: &Arc<RunRecording>,
     ledger: &mut Ledger,
     dir: &Path,
 ) -> Result<ExitCode> {
     check_models(config)?;
-    let clock = Instant::now();
-    let mut quarantined =
-        crate::orchestrator::run_ingest(config)? == ExitCode::from(EXIT_QUARANTINED);
     let mut names: Vec<&str> = config.sources.iter().map(|s| s.dataset.as_str()).collect();
     names.dedup();
+    names.retain(|name| stages.runs("ingest", name));
+    let mut quarantined = false;
     for name in &names {
+        let clock = Instant::now();
         let output = config.datasets_root.join(name);
+        let mut ingest = config.clone();
+        ingest.sources.retain(|s| s.dataset == *name);
+        let mut fingerprints = Vec::new();
+        for source in &ingest.sources {
+            fingerprints.push(serde_json::json!({
+                "source": format!("{source:?}"),
+                "input": input_fingerprint(&source.input)?,
+                "images": source.images_root.as_deref().map(input_fingerprint).transpose()?,
+            }));
+        }
+        let key = stage_key(&serde_json::json!({"stage": "ingest", "sources": fingerprints}));
+        let status = if is_current(&output, &key) {
+            println!("ingest {name}: up to date");
+            "skipped"
+        } else {
+            quarantined |= retrying(config.retries, &format!("ingest {name}"), || {
+                crate::orchestrator::run_ingest(&ingest)
+            })? == ExitCode::from(EXIT_QUARANTINED);
+            mark_current(&output, &key)?;
+            "ran"
+        };
         crate::dataset_cmd::print_stats(&output)?;
         ledger.stages.push(StageRecord {
             stage: "ingest".into(),
             name: (*name).to_string(),
-            inputs: config
+            inputs: ingest
                 .sources
                 .iter()
-                .filter(|s| s.dataset == *name)
                 .map(|s| s.input.display().to_string())
                 .collect(),
             output: output.display().to_string(),
-            key: None,
-            status: "ran".into(),
+            key: Some(key),
+            status: status.into(),
             seconds: clock.elapsed().as_secs_f64(),
             output_version: dataset_version(&output).ok(),
+            counts: DatasetCounts::of(&output),
         });
+        ledger.write(dir)?;
     }
-    ledger.write(dir)?;
-    for bank in &config.assets {
+    for bank in config
+        .assets
+        .iter()
+        .filter(|b| stages.runs("assets", &b.name))
+    {
         let clock = Instant::now();
         let output: PathBuf = config.assets_root.join(&bank.name);
         let dataset = config.datasets_root.join(&bank.dataset);
@@ -282,12 +631,14 @@ fn run_stages(
             println!("assets {}: up to date", bank.name);
             "skipped"
         } else {
-            assets_cmd::build(&BuildArgs {
-                dataset: dataset.clone(),
-                classes: bank.classes.clone(),
-                splits: Vec::new(),
-                min_area_px: 0,
-                output: output.clone(),
+            retrying(config.retries, &format!("assets {}", bank.name), || {
+                assets_cmd::build(&BuildArgs {
+                    dataset: dataset.clone(),
+                    classes: bank.classes.clone(),
+                    splits: Vec::new(),
+                    min_area_px: 0,
+                    output: output.clone(),
+                })
             })?;
             mark_current(&output, &key)?;
             "ran"
@@ -301,10 +652,16 @@ fn run_stages(
             status: status.into(),
             seconds: clock.elapsed().as_secs_f64(),
             output_version: None,
+            counts: None,
         });
         ledger.write(dir)?;
     }
-    for spec in &config.augment {
+    let mut slot: Option<(StageSlot, u64)> = None;
+    for spec in config
+        .augment
+        .iter()
+        .filter(|a| stages.runs("augment", &a.name))
+    {
         let clock = Instant::now();
         let output = config.datasets_root.join(&spec.name);
         let key = augment_key(spec, config)?;
@@ -312,7 +669,32 @@ fn run_stages(
             println!("augment {}: up to date", spec.name);
             "skipped"
         } else {
-            quarantined |= augment(spec, config)?;
+            let frames = dataset_frames(&config.datasets_root.join(&spec.dataset))?;
+            let variants = roadsynth_scenario::load(&spec.scenario)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .variants_per_frame;
+            let this = StageSlot::next(
+                slot.as_ref().map(|(s, _)| s),
+                slot.map_or(0, |(_, f)| f),
+                frames,
+                variants,
+            );
+            slot = Some((this, frames));
+            let observer = StageRecording {
+                recording: Arc::clone(recording),
+                slot: this,
+            };
+            quarantined |= retrying(config.retries, &format!("augment {}", spec.name), || {
+                match &config.executor {
+                    // Shards run in other processes: the recording gets no frames from them.
+                    crate::orchestrator::Executor::Ray(ray) => {
+                        crate::ray_executor::augment(spec, config, ray)
+                    }
+                    crate::orchestrator::Executor::Local => {
+                        augment(spec, config, Some(observer.clone()))
+                    }
+                }
+            })?;
             mark_current(&output, &key)?;
             "ran"
         };
@@ -332,10 +714,15 @@ fn run_stages(
             status: status.into(),
             seconds: clock.elapsed().as_secs_f64(),
             output_version: dataset_version(&output).ok(),
+            counts: DatasetCounts::of(&output),
         });
         ledger.write(dir)?;
     }
-    if let Some(spec) = &config.experiment {
+    if let Some(spec) = config
+        .experiment
+        .as_ref()
+        .filter(|_| stages.runs("experiment", "experiment"))
+    {
         let clock = Instant::now();
         crate::experiment::check_inputs(config, spec)?;
         let mut inputs = Vec::new();
@@ -365,7 +752,9 @@ fn run_stages(
             println!("experiment: up to date ({report})");
             ("skipped", report)
         } else {
-            let report = crate::experiment::run(config, spec, &ledger.run_id)?;
+            let report = retrying(config.retries, "experiment", || {
+                crate::experiment::run(config, spec, &ledger.run_id, Some(recording))
+            })?;
             println!("experiment report: {}", report.display());
             std::fs::create_dir_all(&marker)
                 .with_context(|| format!("creating {}", marker.display()))?;
@@ -383,6 +772,7 @@ fn run_stages(
             status: status.into(),
             seconds: clock.elapsed().as_secs_f64(),
             output_version: None,
+            counts: None,
         });
         ledger.write(dir)?;
     }
@@ -391,6 +781,43 @@ fn run_stages(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Runs `stage`, and again up to `retries` times while it fails. Stages write their outputs
+/// atomically from their inputs alone, so an attempt after a failure starts clean.
+fn retrying<T>(retries: u32, what: &str, mut stage: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut attempt = 0;
+    loop {
+        match stage() {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < retries => {
+                attempt += 1;
+                tracing::warn!(
+                    "{what} failed: {e:#}; trying again (attempt {} of {})",
+                    attempt + 1,
+                    retries + 1
+                );
+            }
+            Err(e) => {
+                return Err(if retries > 0 {
+                    e.context(format!("{what} failed {} times", retries + 1))
+                } else {
+                    e
+                });
+            }
+        }
+    }
+}
+
+/// How many frames a dataset's current version holds, over every split.
+fn dataset_frames(root: &Path) -> Result<u64> {
+    Ok(Dataset::open(root)
+        .with_context(|| format!("opening dataset {}", root.display()))?
+        .manifest()
+        .splits
+        .values()
+        .map(|s| s.frames)
+        .sum())
 }
 
 /// Every ledger under `runs_root`, oldest first.

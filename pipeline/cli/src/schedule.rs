@@ -67,7 +67,7 @@ pub fn run(file: &Path, max_runs: Option<u32>, augment: AugmentRunner<'_>) -> Re
         attempts += 1;
         match orchestrator::load(file) {
             Err(e) => tracing::error!("{} no longer checks; run skipped:\n{e}", file.display()),
-            Ok(config) => match run_cmd::run(&config, augment) {
+            Ok(config) => match run_cmd::run(&config, augment, &run_cmd::RunOptions::default()) {
                 Ok(code) => tracing::info!(?code, "scheduled run finished"),
                 Err(e) => tracing::error!("scheduled run failed: {e:#}"),
             },

@@ -2,15 +2,18 @@
 //! (video ingest, rendering) with the same arguments as `roadsynth`, which hands
 //! those command lines to it.
 
+mod recording;
+
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use roadsynth_cli::augment;
 use roadsynth_cli::ingest_cmd::{self, IngestArgs};
-use roadsynth_cli::orchestrator::{AugmentSpec, Orchestrator};
+use roadsynth_cli::orchestrator::{AugmentSpec, Concurrency, Orchestrator};
+use roadsynth_cli::run_recording::StageRecording;
 use roadsynth_cli::{run_cmd, schedule};
-use roadsynth_stages::{AugmentConfig, RendererKind};
+use roadsynth_stages::{AugmentConfig, FlowOptions, RendererKind, VariantObserver};
 use roadsynth_types::{FrameRecord, Quarantined};
 use roadsynth_video::{VideoOptions, ingest_video};
 
@@ -30,10 +33,7 @@ struct Cli {
 enum Command {
     Ingest(IngestArgs),
     Augment(augment::AugmentArgs),
-    Run {
-        #[arg(default_value = "orchestrator.yaml")]
-        file: std::path::PathBuf,
-    },
+    Run(run_cmd::RunArgs),
     Schedule {
         #[arg(default_value = "orchestrator.yaml")]
         file: std::path::PathBuf,
@@ -55,38 +55,44 @@ fn decode(
     ingest_video::<anyhow::Error>(clip, &options, sink).map(|_| ())
 }
 
+/// The augment flow's options: the orchestrator's where it gives them, the defaults elsewhere.
+fn flow_options(c: Concurrency) -> FlowOptions {
+    let default = FlowOptions::default();
+    let workers = c.workers.unwrap_or(default.workers);
+    FlowOptions {
+        workers,
+        channel_items: c.channel_frames.unwrap_or(4 * workers),
+        channel_bytes: c.channel_mib.map_or(default.channel_bytes, |m| m << 20),
+    }
+}
+
 /// One augmentation of an orchestrator file, as `roadsynth augment` would run it.
-fn orchestrated_augment(spec: &AugmentSpec, config: &Orchestrator) -> Result<bool> {
-    let path =
-        |m: &Option<roadsynth_cli::orchestrator::PinnedModel>| m.as_ref().map(|m| m.path.clone());
-    let args = augment::AugmentArgs {
-        scenario: spec.scenario.clone(),
-        dataset: config.datasets_root.join(&spec.dataset),
-        output: config.datasets_root.join(&spec.name),
-        seed: None,
-        assets: spec.assets.as_ref().map(|a| config.assets_root.join(a)),
-        renderer: spec.renderer.clone(),
-        diffusion_model: None,
-        detector: if spec.filter {
-            path(&config.models.detector)
-        } else {
-            None
-        },
-        filter_threshold: 0.25,
-        vehicle_model: path(&config.models.vehicle_segmenter),
-        drivable_model: path(&config.models.drivable_area),
-        max_frames: spec.max_frames,
-        generated_only: false,
-    };
-    Ok(augment(&args)? == ExitCode::from(ingest_cmd::EXIT_QUARANTINED))
+fn orchestrated_augment(
+    spec: &AugmentSpec,
+    config: &Orchestrator,
+    recording: Option<StageRecording>,
+) -> Result<bool> {
+    let args = augment::AugmentArgs::for_spec(spec, config);
+    let flow = flow_options(config.concurrency);
+    let observer = recording.map(recording::observer);
+    Ok(augment(&args, observer, flow)? == ExitCode::from(ingest_cmd::EXIT_QUARANTINED))
 }
 
-fn run(file: &std::path::Path) -> Result<ExitCode> {
-    let config = roadsynth_cli::orchestrator::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
-    run_cmd::run(&config, &orchestrated_augment)
+fn run(args: &run_cmd::RunArgs) -> Result<ExitCode> {
+    let config =
+        roadsynth_cli::orchestrator::load(&args.file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    run_cmd::run(
+        &config,
+        &orchestrated_augment,
+        &run_cmd::RunOptions::from_args(args)?,
+    )
 }
 
-fn augment(args: &augment::AugmentArgs) -> Result<ExitCode> {
+fn augment(
+    args: &augment::AugmentArgs,
+    observer: Option<VariantObserver>,
+    flow: FlowOptions,
+) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let mut scenario =
         roadsynth_scenario::load(&args.scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -106,9 +112,15 @@ fn augment(args: &augment::AugmentArgs) -> Result<ExitCode> {
         drivable_model: args.drivable_model.clone(),
         max_frames: args.max_frames,
         generated_only: args.generated_only,
+        observer,
+        flow,
         ..AugmentConfig::default()
     };
+    let config = sharded(config, args);
     let s = roadsynth_stages::augment(&config, &scenario)?;
+    if let Some(shard) = args.shard {
+        print!("shard {shard}: ");
+    }
     println!(
         "augmented {} frames of {} with {}: {} variants written ({} unchanged, dropped); insertions: {} planned, {} kept, {} filtered out, {} not rendered; {} vehicles edited; {} weather effects; {} real frames kept; version {} in {:.1}s",
         s.frames_read,
@@ -133,13 +145,40 @@ fn augment(args: &augment::AugmentArgs) -> Result<ExitCode> {
     })
 }
 
+/// `--shard` and `--workers` on top of the stage's settings: a shard reports progress (and
+/// honours the test-only kill switch) unless an observer is already set.
+fn sharded(mut config: AugmentConfig, args: &augment::AugmentArgs) -> AugmentConfig {
+    if let Some(workers) = args.workers {
+        let workers = usize::from(workers);
+        config.flow = roadsynth_stages::FlowOptions {
+            workers,
+            channel_items: 4 * workers,
+            ..config.flow
+        };
+    }
+    if let Some(id) = args.shard {
+        let dir = args
+            .shard_dir
+            .clone()
+            .unwrap_or_else(|| roadsynth_dataset::shard::default_shards_dir(&args.output));
+        if config.observer.is_none() {
+            let progress = roadsynth_cli::shard_task::ShardProgress::new(id, dir.clone());
+            config.observer = Some(VariantObserver::new(move |event| {
+                progress.variant_written(event.sequence);
+            }));
+        }
+        config.shard = Some(roadsynth_stages::ShardTarget { id, dir });
+    }
+    config
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     roadsynth_cli::init_logging(&cli.log);
     let result = match cli.command {
         Command::Ingest(args) => ingest_cmd::run(&args, Some(&decode)),
-        Command::Augment(args) => augment(&args),
-        Command::Run { file } => run(&file),
+        Command::Augment(args) => augment(&args, None, FlowOptions::default()),
+        Command::Run(args) => run(&args),
         Command::Schedule { file, max_runs } => {
             schedule::run(&file, max_runs, &orchestrated_augment)
         }
