@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,6 +114,18 @@ def option_value(args: list[str], name: str) -> str | None:
     return None
 
 
+def remove_other_shard_counts(shard_dir: str, shards: int) -> None:
+    """Removes shard outputs of another shard count (a failed or kept earlier run with a
+    different `shards`): the commit refuses mixed counts, so they would block every run."""
+    if not os.path.isdir(shard_dir):
+        return
+    for name in os.listdir(shard_dir):
+        m = re.fullmatch(r"shard-\d+-of-(\d+)", name)
+        if m and int(m.group(1)) != shards:
+            print(f"driver: removing {name} (from a run with {int(m.group(1))} shards)", flush=True)
+            shutil.rmtree(os.path.join(shard_dir, name))
+
+
 def run_shards(
     augment_args: list[str],
     shards: int,
@@ -125,6 +138,7 @@ def run_shards(
     """Runs every shard; returns 0, EXIT_QUARANTINED, or 1 when a shard failed for good."""
     import ray
 
+    remove_other_shard_counts(shard_dir, shards)
     task = shard_task(num_cpus, num_gpus, max_retries)
     cwd = os.getcwd()
     env = forwarded_env()

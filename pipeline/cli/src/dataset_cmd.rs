@@ -122,8 +122,24 @@ fn commit_shards(
         counts.join(", ")
     );
     if !keep {
-        // The version holds everything the shards did; unfinished attempts go with them.
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        // The version holds everything the shards did; unfinished attempts go with them. Only
+        // shard entries are removed (the folder may be one the user named and holds more), then
+        // the folder if that left it empty.
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if ["shard-", ".tmp-shard-", ".old-shard-"]
+                .iter()
+                .any(|p| name.starts_with(p))
+            {
+                std::fs::remove_dir_all(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
     }
     Ok(if m.quarantined > 0 {
         ExitCode::from(crate::ingest_cmd::EXIT_QUARANTINED)

@@ -452,12 +452,7 @@ pub fn first_image_id(dataset: &Dataset, split: &str) -> Result<u64> {
         "dataset {} has no split {split:?}",
         dataset.version_dir().display()
     );
-    Ok(1 + manifest
-        .split_names()
-        .iter()
-        .take_while(|s| s.as_str() != split)
-        .map(|s| manifest.splits[s].frames)
-        .sum::<u64>())
+    Ok(manifest.first_export_id(split).unwrap_or(1))
 }
 
 #[cfg(test)]

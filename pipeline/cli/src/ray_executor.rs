@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result};
 
@@ -42,6 +43,27 @@ pub fn driver_command(
     cmd
 }
 
+/// Process id (and process group) of the Ray driver running now; 0 when none.
+static DRIVER: AtomicU32 = AtomicU32::new(0);
+
+/// Stops the running Ray driver, if any, and its process group (an interrupted run must not leave
+/// it committing shards behind the next run's back), waiting up to 10 s for it to go.
+pub fn stop_driver() {
+    let pid = DRIVER.load(Ordering::SeqCst);
+    if pid == 0 {
+        return;
+    }
+    let group = format!("-{pid}");
+    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+    for _ in 0..100 {
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+}
+
 /// Runs one augmentation through the Ray driver (its output streams through); returns whether
 /// anything was quarantined, as the local executor does.
 pub fn augment(spec: &AugmentSpec, config: &Orchestrator, ray: &RayExecutor) -> Result<bool> {
@@ -51,9 +73,16 @@ pub fn augment(spec: &AugmentSpec, config: &Orchestrator, ray: &RayExecutor) -> 
         "augment {}: {} shards on the Ray cluster at {}",
         spec.name, ray.shards, ray.address
     );
-    let status = cmd
-        .status()
+    // Its own process group, so that stopping the run stops the driver and whatever it started.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd
+        .spawn()
         .with_context(|| format!("running {} {}", ray.python, ray.driver.display()))?;
+    DRIVER.store(child.id(), Ordering::SeqCst);
+    let status = child.wait();
+    DRIVER.store(0, Ordering::SeqCst);
+    let status =
+        status.with_context(|| format!("running {} {}", ray.python, ray.driver.display()))?;
     match status.code() {
         Some(0) => Ok(false),
         Some(code) if code == i32::from(EXIT_QUARANTINED) => Ok(true),

@@ -24,7 +24,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use anyhow::{Context, Result};
-use roadsynth_dataset::Dataset;
+use roadsynth_dataset::{Dataset, STAGING_PREFIX};
 use roadsynth_types::TOOL_VERSION;
 
 use crate::assets_cmd::{self, BuildArgs};
@@ -191,6 +191,7 @@ fn mark_current(output: &Path, key: &str) -> Result<()> {
 /// images are replaced, not edited in place, so size and time catch their changes as `make`
 /// does, while a label file, the usual thing to edit, is compared by content.
 fn input_fingerprint(input: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
     let mut h = blake3::Hasher::new();
     let folder = if input.is_file() {
         h.update(&std::fs::read(input).with_context(|| format!("reading {}", input.display()))?);
@@ -200,13 +201,18 @@ fn input_fingerprint(input: &Path) -> Result<String> {
     };
     let mut stack = vec![folder];
     let mut entries = Vec::new();
+    // Links are followed (shared data is often linked in); each folder is listed once.
+    let mut listed = std::collections::HashSet::new();
     while let Some(dir) = stack.pop() {
+        let meta = std::fs::metadata(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        if !listed.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
         let listing =
             std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
         for entry in listing {
             let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
-            let meta = entry
-                .metadata()
+            let meta = std::fs::metadata(entry.path())
                 .with_context(|| format!("reading {}", entry.path().display()))?;
             if meta.is_dir() {
                 stack.push(entry.path());
@@ -325,10 +331,14 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// Writes the ledger under the lock the interrupt handler takes, so the two never write at
+    /// once, and after an interrupt (the handler keeps the lock until the process exits) the
+    /// main thread cannot overwrite `interrupted`.
     fn write(&self, dir: &Path) -> Result<()> {
-        if let Ok(mut last) = LAST_LEDGER.lock() {
-            *last = Some((dir.to_path_buf(), self.clone()));
-        }
+        let mut last = LAST_LEDGER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *last = Some((dir.to_path_buf(), self.clone()));
         self.write_file(dir)
     }
 
@@ -348,9 +358,6 @@ static LAST_LEDGER: std::sync::Mutex<Option<(PathBuf, Ledger)>> = std::sync::Mut
 /// Exit code of a run stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report Ctrl-C).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
-/// Prefix of the hidden folders a dataset version is written in (`roadsynth-dataset`).
-const STAGING_PREFIX: &str = ".staging-";
-
 /// While alive, Ctrl-C (SIGINT) or SIGTERM stops the run cleanly: its ledger says `interrupted`,
 /// the staging folders this process was writing are removed, and the process exits with
 /// [`EXIT_INTERRUPTED`]. A version only becomes visible by a rename once complete, so nothing
@@ -364,6 +371,8 @@ struct InterruptGuard {
 impl InterruptGuard {
     fn install(datasets_root: PathBuf) -> Result<Self> {
         use signal_hook::consts::{SIGINT, SIGTERM};
+        // A scheduler runs many runs in one process: an interrupt belongs to this run only.
+        clear_last_ledger();
         let mut signals =
             signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("installing Ctrl-C")?;
         let handle = signals.handle();
@@ -377,9 +386,11 @@ impl InterruptGuard {
                         "SIGTERM"
                     };
                     eprintln!("{name}: stopping the run");
-                    if let Ok(mut last) = LAST_LEDGER.lock()
-                        && let Some((dir, ledger)) = last.as_mut()
-                    {
+                    // Held until exit: the main thread blocks at its next ledger write.
+                    let mut last = LAST_LEDGER
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Some((dir, ledger)) = last.as_mut() {
                         ledger.status = "interrupted".into();
                         ledger.finished_at = Some(now());
                         ledger.error = Some(format!("interrupted by {name}"));
@@ -387,6 +398,7 @@ impl InterruptGuard {
                             eprintln!("error: {e:#}");
                         }
                     }
+                    crate::ray_executor::stop_driver();
                     sweep_staging(&datasets_root, |pid| pid == std::process::id());
                     std::process::exit(EXIT_INTERRUPTED);
                 }
@@ -399,8 +411,15 @@ impl InterruptGuard {
     }
 }
 
+fn clear_last_ledger() {
+    *LAST_LEDGER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+}
+
 impl Drop for InterruptGuard {
     fn drop(&mut self) {
+        clear_last_ledger();
         self.handle.close();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -408,9 +427,13 @@ impl Drop for InterruptGuard {
     }
 }
 
-/// Removes the staging folders under `<datasets_root>/*/versions/` whose writer's process id
-/// `owned` selects. Staging folders are named `.staging-<pid>-<nanos>`.
+/// Removes the staging folders under `<datasets_root>/*/versions/` written on this machine by a
+/// process `owned` selects. Folders of other hosts (a shared filesystem) are never touched: their
+/// writers' liveness cannot be checked from here. A folder is first renamed aside, then deleted:
+/// if its writer renamed it into place first, the rename fails and the published version stays
+/// whole; if ours wins, the writer's publishing rename fails instead.
 fn sweep_staging(datasets_root: &Path, owned: impl Fn(u32) -> bool) {
+    let host = roadsynth_dataset::host_name();
     let Ok(datasets) = std::fs::read_dir(datasets_root) else {
         return;
     };
@@ -421,16 +444,19 @@ fn sweep_staging(datasets_root: &Path, owned: impl Fn(u32) -> bool) {
         };
         for entry in versions.flatten() {
             let name = entry.file_name();
-            let pid = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(STAGING_PREFIX))
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|pid| pid.parse::<u32>().ok());
-            if let Some(pid) = pid
-                && owned(pid)
-            {
+            let Some(name) = name.to_str() else { continue };
+            let Some((pid, writer_host)) = roadsynth_dataset::staging_writer(name) else {
+                continue;
+            };
+            if writer_host != host || !owned(pid) {
+                continue;
+            }
+            let trash = entry
+                .path()
+                .with_file_name(format!(".trash{}", &name[STAGING_PREFIX.len() - 1..]));
+            if std::fs::rename(entry.path(), &trash).is_ok() {
                 tracing::info!("removing unfinished version {}", entry.path().display());
-                let _ = std::fs::remove_dir_all(entry.path());
+                let _ = std::fs::remove_dir_all(&trash);
             }
         }
     }
@@ -491,11 +517,27 @@ pub fn run(
     sweep_staging(&config.datasets_root, |pid| !process_alive(pid));
     let _interrupt = InterruptGuard::install(config.datasets_root.clone())?;
     let started = chrono::Utc::now();
-    let run_id = format!(
+    // Unique even for runs started in the same second (quick `--stage` runs): the folder is
+    // created exclusively, with a counter on a collision.
+    let base_id = format!(
         "{}-{}",
         started.format("%Y%m%dT%H%M%SZ"),
         &config.config_hash[..8]
     );
+    let mut run_id = base_id.clone();
+    for n in 2.. {
+        match std::fs::create_dir(config.runs_root.join(&run_id)) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => {
+                run_id = format!("{base_id}-{n}");
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("creating {}", config.runs_root.join(&run_id).display())
+                });
+            }
+        }
+    }
     let dir = config.runs_root.join(&run_id);
     let mut ledger = Ledger {
         run_id: run_id.clone(),
@@ -669,15 +711,19 @@ fn run_stages(
             println!("augment {}: up to date", spec.name);
             "skipped"
         } else {
-            let frames = dataset_frames(&config.datasets_root.join(&spec.dataset))?;
-            let variants = roadsynth_scenario::load(&spec.scenario)
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .variants_per_frame;
+            let scenario =
+                roadsynth_scenario::load(&spec.scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (frames, augmented) = stage_frames(
+                &config.datasets_root.join(&spec.dataset),
+                &scenario.splits,
+                spec.max_frames,
+            )?;
             let this = StageSlot::next(
                 slot.as_ref().map(|(s, _)| s),
                 slot.map_or(0, |(_, f)| f),
                 frames,
-                variants,
+                augmented,
+                scenario.variants_per_frame,
             );
             slot = Some((this, frames));
             let observer = StageRecording {
@@ -809,15 +855,22 @@ fn retrying<T>(retries: u32, what: &str, mut stage: impl FnMut() -> Result<T>) -
     }
 }
 
-/// How many frames a dataset's current version holds, over every split.
-fn dataset_frames(root: &Path) -> Result<u64> {
-    Ok(Dataset::open(root)
-        .with_context(|| format!("opening dataset {}", root.display()))?
-        .manifest()
-        .splits
-        .values()
-        .map(|s| s.frames)
-        .sum())
+/// How many frames an augment stage reads from `root` (every split, the scenario's cut to
+/// `max_frames`, as the stage reads them) and how many of those it augments.
+fn stage_frames(root: &Path, splits: &[String], max_frames: Option<usize>) -> Result<(u64, u64)> {
+    let dataset =
+        Dataset::open(root).with_context(|| format!("opening dataset {}", root.display()))?;
+    let limit = max_frames.map_or(u64::MAX, |m| u64::try_from(m).unwrap_or(u64::MAX));
+    let (mut read, mut augmented) = (0, 0);
+    for (split, stats) in &dataset.manifest().splits {
+        if splits.contains(split) {
+            augmented += stats.frames.min(limit);
+            read += stats.frames.min(limit);
+        } else {
+            read += stats.frames;
+        }
+    }
+    Ok((read, augmented))
 }
 
 /// Every ledger under `runs_root`, oldest first.

@@ -55,16 +55,23 @@ pub struct StageSlot {
 }
 
 impl StageSlot {
-    /// The slot after `previous` (or the first) for a stage over `frames` input frames with
-    /// `variants` variants each.
-    pub fn next(previous: Option<&Self>, previous_frames: u64, frames: u64, variants: u32) -> Self {
+    /// The slot after `previous` (or the first, `previous_frames` being what it read) for a
+    /// stage that reads `frames` frames and augments `augmented` of them into `variants` variants
+    /// each. The stride spreads [`FRAMES_PER_STAGE`] over the augmented frames.
+    pub fn next(
+        previous: Option<&Self>,
+        previous_frames: u64,
+        frames: u64,
+        augmented: u64,
+        variants: u32,
+    ) -> Self {
         let first = previous.map_or(0, |p| {
             p.first + previous_frames * u64::from(p.variants.max(1))
         });
         Self {
             first,
             variants: variants.max(1),
-            stride: frames.div_ceil(FRAMES_PER_STAGE).max(1),
+            stride: augmented.min(frames).div_ceil(FRAMES_PER_STAGE).max(1),
         }
     }
 }

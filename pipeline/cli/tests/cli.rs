@@ -1299,31 +1299,54 @@ fn version_entries(dataset: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Starts `roadsynth run FILE` and returns it once the augment stage has begun writing its
-/// version (a staging folder exists), i.e. mid-way through the stage.
+/// Whether `dir` holds a `.parquet` file at any depth.
+fn holds_parquet(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                holds_parquet(&p)
+            } else {
+                p.extension().is_some_and(|x| x == "parquet")
+            }
+        })
+    })
+}
+
+/// Starts `roadsynth run FILE` and returns it once its augment stage has begun writing its
+/// version: a staging folder of this very process (`roadsynth` execs the worker, so the pid is
+/// the same) holds a Parquet part. Waiting for that, not for a time, makes the signal land
+/// mid-write however busy the machine is.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is returned: the caller waits for it"
+)]
 fn run_until_augment_writes(file: &Path, dataset: &Path) -> std::process::Child {
     let shared = roadsynth_testkit::shared_root().expect("shared");
-    let child = Command::new(env!("CARGO_BIN_EXE_roadsynth"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roadsynth"))
         .args(["run", s(file)])
         .env("ROADSYNTH_SHARED", &shared)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
+    let mine = format!(".staging-{}-", child.id());
     let started = std::time::Instant::now();
-    while !version_entries(dataset)
-        .iter()
-        .any(|n| n.starts_with(".staging-"))
-    {
-        assert!(
-            started.elapsed() < std::time::Duration::from_mins(2),
-            "the augment stage never started writing"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
+    loop {
+        let writing = version_entries(dataset)
+            .iter()
+            .filter(|n| n.starts_with(&mine))
+            .any(|n| holds_parquet(&dataset.join("versions").join(n)));
+        if writing {
+            return child;
+        }
+        if started.elapsed() > std::time::Duration::from_mins(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the augment stage never started writing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    // Let it write part of the version.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    child
 }
 
 fn last_ledger(runs: &Path) -> Value {

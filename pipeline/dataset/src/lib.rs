@@ -30,6 +30,29 @@ pub use manifest::{FileEntry, Manifest, SplitStats};
 pub use reader::{Dataset, FrameReader, Projection, StoredFrame, StoredFrames};
 pub use writer::{DatasetWriter, WriteOptions};
 
+/// Prefix of the hidden folder a version is written in before it is renamed into place:
+/// `.staging-<pid>-<nanos>-<host>`, so that a crashed writer's leftovers can be told from a live
+/// one's (see [`staging_writer`]).
+pub const STAGING_PREFIX: &str = ".staging-";
+
+/// The process id and host of the writer of a staging folder named `name`, if it is one.
+pub fn staging_writer(name: &str) -> Option<(u32, &str)> {
+    let rest = name.strip_prefix(STAGING_PREFIX)?;
+    let mut parts = rest.splitn(3, '-');
+    let pid = parts.next()?.parse().ok()?;
+    let _nanos = parts.next()?;
+    Some((pid, parts.next()?))
+}
+
+/// This machine's name (`/proc/sys/kernel/hostname`), `localhost` when it cannot be read.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
 /// Name of the pointer file at a dataset root.
 pub const CURRENT_FILE: &str = "CURRENT";
 /// Folder of versions under a dataset root.

@@ -76,6 +76,20 @@ impl Manifest {
         names
     }
 
+    /// The COCO export's image id of `split`'s first frame: frames are numbered from 1 over the
+    /// splits in [`Self::split_names`] order, so a split's ids are the same whether it is
+    /// exported alone or with the others (and predictions on one split score against it).
+    pub fn first_export_id(&self, split: &str) -> Option<u64> {
+        self.splits.contains_key(split).then(|| {
+            1 + self
+                .split_names()
+                .iter()
+                .take_while(|s| s.as_str() != split)
+                .map(|s| self.splits[s].frames)
+                .sum::<u64>()
+        })
+    }
+
     pub fn read(path: &Path) -> Result<Self, DatasetError> {
         let text = std::fs::read_to_string(path).at(path)?;
         serde_json::from_str(&text).map_err(|source| DatasetError::Manifest {

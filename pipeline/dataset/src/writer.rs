@@ -192,7 +192,12 @@ impl DatasetWriter {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let staging = versions.join(format!(".staging-{}-{nanos}", std::process::id()));
+        let staging = versions.join(format!(
+            "{}{}-{nanos}-{}",
+            crate::STAGING_PREFIX,
+            std::process::id(),
+            crate::host_name()
+        ));
         fs::create_dir_all(&staging).at(&staging)?;
         Ok(Self {
             root: root.to_path_buf(),

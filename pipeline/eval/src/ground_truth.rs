@@ -176,14 +176,9 @@ impl GroundTruth {
                 let reader = dataset
                     .frames(split, Projection::WithoutImages)
                     .map_err(dataset_err)?;
-                // The export numbers the splits before this one first.
-                let before: u64 = manifest
-                    .split_names()
-                    .iter()
-                    .take_while(|s| s.as_str() != split)
-                    .map(|s| manifest.splits[s].frames)
-                    .sum();
-                (before + 1, manifest.splits[split].frames, reader)
+                // Ids as the export gives them: the splits before this one come first.
+                let first = manifest.first_export_id(split).unwrap_or(1);
+                (first, manifest.splits[split].frames, reader)
             }
         };
         let mut builder = Builder::new(class_map);

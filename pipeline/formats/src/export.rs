@@ -129,8 +129,9 @@ pub fn to_coco(dataset: &Dataset, output: &Path) -> Result<ExportSummary, Export
 }
 
 /// [`to_coco`] of some splits only (`None`: all), e.g. a training split handed to an external
-/// trainer without the held-out frames beside it. Ids are numbered as if these splits were the
-/// whole dataset.
+/// trainer without the held-out frames beside it. Image ids are those of the whole export
+/// ([`roadsynth_dataset::Manifest::first_export_id`]), so predictions on an exported split score
+/// against the dataset's split.
 pub fn to_coco_splits(
     dataset: &Dataset,
     output: &Path,
@@ -156,6 +157,7 @@ pub fn to_coco_splits(
     json.raw(",\n\"images\": [")?;
     let mut summary = ExportSummary::default();
     let mut namer = Namer::default();
+    let mut next_ids = HashMap::new();
     for record in frames(dataset, &splits, Projection::Full)? {
         let record = record.map_err(dataset_err(dataset))?;
         check_split(dataset, &splits, &record.frame)?;
@@ -175,23 +177,21 @@ pub fn to_coco_splits(
             None => None,
         };
         summary.frames += 1;
+        let id = export_id(&mut next_ids, manifest, &record.frame.split);
         json.entry(
             summary.frames == 1,
-            &coco_image(
-                summary.frames,
-                &file_name,
-                label_name.as_deref(),
-                &record.frame,
-            ),
+            &coco_image(id, &file_name, label_name.as_deref(), &record.frame),
         )?;
     }
 
     // Pass 2, metadata only (image bytes are never read): `annotations`.
     json.raw("\n],\n\"annotations\": [")?;
-    let mut image_id = 0;
+    let mut image_count = 0;
+    let mut next_ids = HashMap::new();
     for record in frames(dataset, &splits, Projection::WithoutImages)? {
         let record = record.map_err(dataset_err(dataset))?;
-        image_id += 1;
+        image_count += 1;
+        let image_id = export_id(&mut next_ids, manifest, &record.frame.split);
         for annotation in &record.annotations {
             let Some(&category_id) = category_ids.get(annotation.class.as_str()) else {
                 return Err(unknown_class(dataset, &record.frame, annotation));
@@ -201,11 +201,11 @@ pub fn to_coco_splits(
             json.entry(summary.annotations == 1, &entry)?;
         }
     }
-    if image_id != summary.frames {
+    if image_count != summary.frames {
         return Err(ExportError::Inconsistent {
             dataset: dataset.version_dir().to_path_buf(),
             reason: format!(
-                "read {} frames with images and {image_id} without",
+                "read {} frames with images and {image_count} without",
                 summary.frames
             ),
         });
@@ -451,6 +451,16 @@ fn coco_image(id: u64, file_name: &str, semantic_label: Option<&str>, frame: &Fr
     }
     image.insert("attributes".into(), to_json(&frame.attributes));
     Value::Object(image)
+}
+
+/// The next image id of `split` in the whole export's numbering.
+fn export_id(next: &mut HashMap<String, u64>, manifest: &Manifest, split: &str) -> u64 {
+    let id = next
+        .entry(split.to_owned())
+        .or_insert_with(|| manifest.first_export_id(split).unwrap_or(1));
+    let current = *id;
+    *id += 1;
+    current
 }
 
 fn coco_annotation(id: u64, image_id: u64, category_id: u64, a: &Annotation) -> Value {

@@ -1602,8 +1602,18 @@ mod export_format {
         )
         .expect("json");
         assert_eq!(json["images"].as_array().map(Vec::len), Some(1));
-        assert_eq!(json["images"][0]["id"], json!(1));
+        // The id the whole export gives it (after train's 2 frames), so predictions on this
+        // export score against the dataset's val split.
+        assert_eq!(json["images"][0]["id"], json!(3));
+        assert_eq!(
+            Some(3),
+            dataset.manifest().first_export_id("val"),
+            "the export's numbering"
+        );
         assert_eq!(json["images"][0]["split"], json!("val"));
+        for a in json["annotations"].as_array().expect("annotations") {
+            assert_eq!(a["image_id"], json!(3));
+        }
         assert!(!coco.join("images/train").exists());
         let yolo = dir.path().join("yolo");
         export::to_yolo_splits(&dataset, &yolo, Some(&val)).expect("yolo");
