@@ -1,3 +1,5 @@
+//! The roadsynth command line: ingest, datasets, scenarios, runs on a schedule, augmentation, training, evaluation and reports.
+//!
 //! What the `roadsynth` binary and its `roadsynth-worker` helper share: the commands, their
 //! arguments and the orchestrator file that drives them.
 //!

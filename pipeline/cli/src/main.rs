@@ -1,4 +1,4 @@
-//! The roadsynth command line: ingest, datasets, scenarios, planning and previews.
+//! The roadsynth command line: ingest, datasets, scenarios, runs on a schedule, augmentation, training, evaluation and reports.
 
 mod eval_cmd;
 mod plan_cmd;

@@ -2196,3 +2196,63 @@ outputs:
         );
     }
 }
+
+/// ARCHITECTURE.md's crate table, each crate's `Cargo.toml` description and the first line of its
+/// `lib.rs` say the same thing, and every workspace crate is in the table.
+#[test]
+fn every_crate_is_described_alike_in_the_architecture_table_cargo_toml_and_lib_rs() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let architecture = std::fs::read_to_string(repo.join("ARCHITECTURE.md")).expect("read");
+    let rows: Vec<(String, String, String)> = architecture
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+            let [name, folder, description] = cells.as_slice() else {
+                return None;
+            };
+            let name = name.trim().strip_prefix('`')?.strip_suffix('`')?;
+            let folder = folder.trim().strip_prefix('`')?.strip_suffix('`')?;
+            repo.join(folder).join("Cargo.toml").is_file().then(|| {
+                (
+                    name.to_owned(),
+                    folder.to_owned(),
+                    description.trim().to_owned(),
+                )
+            })
+        })
+        .collect();
+    let workspace = std::fs::read_to_string(repo.join("Cargo.toml")).expect("Cargo.toml");
+    let members = workspace
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix('"')?
+                .strip_suffix("\",")
+                .map(str::to_owned)
+        })
+        .filter(|m| repo.join(m).join("Cargo.toml").is_file());
+    for member in members {
+        assert!(
+            rows.iter().any(|(_, folder, _)| *folder == member),
+            "{member} is not in ARCHITECTURE.md's crate table"
+        );
+    }
+    for (name, folder, description) in &rows {
+        let cargo = std::fs::read_to_string(repo.join(folder).join("Cargo.toml")).expect("read");
+        assert!(
+            cargo.contains(&format!("name = \"{name}\"")),
+            "{folder}/Cargo.toml is not {name}"
+        );
+        assert!(
+            cargo.contains(&format!("description = \"{description}\"")),
+            "{folder}/Cargo.toml's description differs from ARCHITECTURE.md's: {description}"
+        );
+        let lib = std::fs::read_to_string(repo.join(folder).join("src/lib.rs")).expect("lib.rs");
+        assert_eq!(
+            lib.lines().next(),
+            Some(format!("//! {description}").as_str()),
+            "{folder}/src/lib.rs's first line"
+        );
+    }
+    assert!(rows.len() >= 20, "{} crates in the table", rows.len());
+}

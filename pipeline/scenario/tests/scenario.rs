@@ -89,7 +89,7 @@ fn animals_on_roads_resolves_size_priors_and_distances() {
     );
     let op = insert(&s, 0);
     assert_eq!((op.count_min, op.count_max), (1, 2));
-    assert_eq!((op.distance_min_m, op.distance_max_m), (5.0, 60.0));
+    assert_eq!((op.distance_min_m, op.distance_max_m), (2.0, 20.0));
     assert_eq!(op.region, PlacementRegion::Drivable);
     assert_eq!(op.model, PlacementModel::GeometryAware);
     assert_eq!(op.occlusion.max_overlap, 0.3);
