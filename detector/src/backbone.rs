@@ -14,7 +14,7 @@ use image::imageops::FilterType;
 use ndarray::{Array2, Array4};
 use ort::session::Session;
 use ort::value::TensorRef;
-use roadsynth_models::ModelError;
+use roadsynth_models::{ModelError, ort_error};
 
 /// Values per anchor in the model's output: `dx, dy, log w, log h, objectness`, 80 classes.
 pub(crate) const RAW: usize = 85;
@@ -79,38 +79,11 @@ pub(crate) struct Backbone {
     anchors: Vec<Anchor>,
 }
 
-fn ort_error<R>(model: &str, context: &'static str) -> impl FnOnce(ort::Error<R>) -> ModelError {
-    let model = model.to_string();
-    move |e| ModelError::Ort {
-        model,
-        context,
-        message: e.to_string(),
-    }
-}
-
 impl Backbone {
     /// Opens the model; it must take a fixed square `f32 [1, 3, S, S]` (S a multiple of 32) and
     /// give `[1, anchors, 85]`.
     pub fn load(path: &Path, intra_threads: Option<usize>) -> Result<Self, ModelError> {
-        if !path.is_file() {
-            return Err(ModelError::ModelMissing {
-                path: path.to_path_buf(),
-            });
-        }
-        let name = path
-            .file_stem()
-            .map_or_else(|| "backbone".into(), |s| s.to_string_lossy().into_owned());
-        let environment = roadsynth_models::runtime()?;
-        let mut builder =
-            Session::builder(environment).map_err(ort_error(&name, "session options"))?;
-        if let Some(threads) = intra_threads {
-            builder = builder
-                .with_intra_threads(threads)
-                .map_err(ort_error(&name, "thread count"))?;
-        }
-        let session = builder
-            .commit_from_file(path)
-            .map_err(ort_error(&name, "loading the model"))?;
+        let (session, name) = roadsynth_models::open_session(path, intra_threads)?;
         let bad = |reason: String| ModelError::BadModel {
             path: path.to_path_buf(),
             reason,

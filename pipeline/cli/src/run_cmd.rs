@@ -291,6 +291,31 @@ pub struct StageRecord {
     pub counts: Option<DatasetCounts>,
 }
 
+impl StageRecord {
+    /// A stage whose output is a dataset: its version and counts are read from it.
+    fn of_dataset(
+        stage: &str,
+        name: String,
+        inputs: Vec<String>,
+        output: &Path,
+        key: String,
+        status: &str,
+        started: Instant,
+    ) -> Self {
+        Self {
+            stage: stage.into(),
+            name,
+            inputs,
+            output: output.display().to_string(),
+            key: Some(key),
+            status: status.into(),
+            seconds: started.elapsed().as_secs_f64(),
+            output_version: dataset_version(output).ok(),
+            counts: DatasetCounts::of(output),
+        }
+    }
+}
+
 /// Counts of a dataset version, from its manifest.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct DatasetCounts {
@@ -639,21 +664,19 @@ fn run_stages(
             "ran"
         };
         crate::dataset_cmd::print_stats(&output)?;
-        ledger.stages.push(StageRecord {
-            stage: "ingest".into(),
-            name: (*name).to_string(),
-            inputs: ingest
+        ledger.stages.push(StageRecord::of_dataset(
+            "ingest",
+            (*name).to_string(),
+            ingest
                 .sources
                 .iter()
                 .map(|s| s.input.display().to_string())
                 .collect(),
-            output: output.display().to_string(),
-            key: Some(key),
-            status: status.into(),
-            seconds: clock.elapsed().as_secs_f64(),
-            output_version: dataset_version(&output).ok(),
-            counts: DatasetCounts::of(&output),
-        });
+            &output,
+            key,
+            status,
+            clock,
+        ));
         ledger.write(dir)?;
     }
     for bank in config
@@ -744,10 +767,10 @@ fn run_stages(
             mark_current(&output, &key)?;
             "ran"
         };
-        ledger.stages.push(StageRecord {
-            stage: "augment".into(),
-            name: spec.name.clone(),
-            inputs: vec![
+        ledger.stages.push(StageRecord::of_dataset(
+            "augment",
+            spec.name.clone(),
+            vec![
                 config
                     .datasets_root
                     .join(&spec.dataset)
@@ -755,13 +778,11 @@ fn run_stages(
                     .to_string(),
                 spec.scenario.display().to_string(),
             ],
-            output: output.display().to_string(),
-            key: Some(key),
-            status: status.into(),
-            seconds: clock.elapsed().as_secs_f64(),
-            output_version: dataset_version(&output).ok(),
-            counts: DatasetCounts::of(&output),
-        });
+            &output,
+            key,
+            status,
+            clock,
+        ));
         ledger.write(dir)?;
     }
     if let Some(spec) = config

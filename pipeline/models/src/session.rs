@@ -10,11 +10,9 @@ use ort::value::{Outlet, TensorElementType, TensorRef};
 use crate::{ModelError, runtime};
 
 /// Opens a model: a session on the process's runtime, with `intra_threads` threads per operator
-/// when given, and the model's name (its file stem) for errors and logs.
-pub(crate) fn open(
-    path: &Path,
-    intra_threads: Option<usize>,
-) -> Result<(Session, String), ModelError> {
+/// when given, and the model's name (its file stem) for errors and logs. Every ONNX model of the
+/// workspace opens this way (the built-in detector's backbone too).
+pub fn open(path: &Path, intra_threads: Option<usize>) -> Result<(Session, String), ModelError> {
     // Checked first so that a wrong path names the file, not ONNX Runtime's "failed to load".
     if !path.is_file() {
         return Err(ModelError::ModelMissing {
@@ -38,7 +36,7 @@ pub(crate) fn open(
 }
 
 /// Maps an `ort` error (of any recovery type) to [`ModelError::Ort`].
-pub(crate) fn ort_error<R>(
+pub fn ort_error<R>(
     model: &str,
     context: &'static str,
 ) -> impl FnOnce(ort::Error<R>) -> ModelError {
