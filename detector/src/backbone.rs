@@ -13,8 +13,7 @@ use image::RgbImage;
 use image::imageops::FilterType;
 use ndarray::{Array2, Array4};
 use ort::session::Session;
-use ort::value::TensorRef;
-use roadsynth_models::{ModelError, ort_error};
+use roadsynth_models::ModelError;
 
 /// Values per anchor in the model's output: `dx, dy, log w, log h, objectness`, 80 classes.
 pub(crate) const RAW: usize = 85;
@@ -133,33 +132,21 @@ impl Backbone {
 
     /// Runs one letterboxed input; the raw output, one row per anchor.
     pub fn run(&mut self, input: &Array4<f32>) -> Result<Array2<f32>, ModelError> {
-        let tensor =
-            TensorRef::from_array_view(input).map_err(ort_error(&self.name, "input tensor"))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(ort_error(&self.name, "inference"))?;
-        let bad = |reason: String| ModelError::BadOutput {
-            model: self.name.clone(),
-            reason,
-        };
-        let value = outputs
-            .get(&self.output_name)
-            .ok_or_else(|| bad(format!("no output `{}`", self.output_name)))?;
-        let array = value
-            .try_extract_array::<f32>()
-            .map_err(|e| bad(format!("not an f32 tensor: {e}")))?;
-        let expected = [1, self.anchors.len(), RAW];
-        if array.shape() != expected {
-            return Err(bad(format!(
-                "shape {:?}, expected {expected:?}",
-                array.shape()
-            )));
-        }
-        let rows = array
-            .to_shape((self.anchors.len(), RAW))
-            .map_err(|e| bad(e.to_string()))?;
-        Ok(rows.to_owned())
+        let anchors = self.anchors.len();
+        let array = roadsynth_models::run_f32(
+            &mut self.session,
+            &self.name,
+            &self.input_name,
+            input,
+            &self.output_name,
+            &[1, anchors, RAW],
+        )?;
+        array
+            .into_shape_with_order((anchors, RAW))
+            .map_err(|e| ModelError::BadOutput {
+                model: self.name.clone(),
+                reason: e.to_string(),
+            })
     }
 }
 

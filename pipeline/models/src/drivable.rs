@@ -6,11 +6,10 @@ use image::RgbImage;
 use image::imageops::FilterType;
 use ndarray::Array4;
 use ort::session::Session;
-use ort::value::TensorRef;
 use roadsynth_geometry::{DrivableMask, DrivableSegmenter, SegmenterError};
 
 use crate::ModelError;
-use crate::session::{self, ort_error};
+use crate::session;
 
 /// A drivable-area segmentation model: `TwinLiteNet` trained on `BDD100K`
 /// (`../shared/models/twinlitenet/SOURCE.txt`).
@@ -100,29 +99,14 @@ impl DrivableAreaModel {
                 input[[0, c, y as usize, x as usize]] = f32::from(value) / 255.0;
             }
         }
-        let tensor =
-            TensorRef::from_array_view(&input).map_err(ort_error(&self.name, "input tensor"))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(ort_error(&self.name, "inference"))?;
-        let bad = |reason: String| ModelError::BadOutput {
-            model: self.name.clone(),
-            reason,
-        };
-        let value = outputs
-            .get(&self.output_name)
-            .ok_or_else(|| bad(format!("no output `{}`", self.output_name)))?;
-        let logits = value
-            .try_extract_array::<f32>()
-            .map_err(|e| bad(format!("`{}` is not an f32 tensor: {e}", self.output_name)))?;
-        if logits.shape() != [1, 2, hu, wu] {
-            return Err(bad(format!(
-                "`{}` has shape {:?}, expected [1, 2, {hu}, {wu}]",
-                self.output_name,
-                logits.shape()
-            )));
-        }
+        let logits = session::run_f32(
+            &mut self.session,
+            &self.name,
+            &self.input_name,
+            &input,
+            &self.output_name,
+            &[1, 2, hu, wu],
+        )?;
         let mask = DrivableMask::from_fn(w, h, |x, y| {
             let (x, y) = (x as usize, y as usize);
             logits[[0, 1, y, x]] > logits[[0, 0, y, x]]

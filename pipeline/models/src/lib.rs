@@ -34,4 +34,4 @@ pub use segmenter::{
     VOC_COW, VOC_DOG, VOC_HORSE, VOC_MOTORBIKE, VOC_PERSON, VOC_SHEEP, VOC_VEHICLES,
     VehicleSegmenter,
 };
-pub use session::{open as open_session, ort_error};
+pub use session::{open as open_session, ort_error, run_f32};

@@ -127,7 +127,7 @@ fn f32_dims(outlet: &Outlet) -> Option<Vec<i64>> {
 
 /// Runs a one-input model and copies out the `f32` output `output_name`, which must have shape
 /// `expected`. The copy frees the session for the next call while the caller decodes.
-pub(crate) fn run_f32(
+pub fn run_f32(
     session: &mut Session,
     model: &str,
     input_name: &str,

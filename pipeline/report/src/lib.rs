@@ -7,12 +7,12 @@
 //! arms with [`roadsynth_eval::compare`], and hands everything over as an [`Experiment`]:
 //!
 //! ```no_run
-//! # fn main() -> Result<(), roadsynth_report::ReportError> {
-//! # let experiment: roadsynth_report::Experiment = todo!();
-//! let dir = roadsynth_report::report_dir("reports".as_ref(), &experiment.run_id)?;
-//! let files = roadsynth_report::write_report(&dir, &experiment)?;
-//! println!("{}", files.report_html.display());
-//! # Ok(()) }
+//! fn publish(experiment: &roadsynth_report::Experiment) -> Result<(), roadsynth_report::ReportError> {
+//!     let dir = roadsynth_report::report_dir("reports".as_ref(), &experiment.run_id)?;
+//!     let files = roadsynth_report::write_report(&dir, experiment)?;
+//!     println!("{}", files.report_html.display());
+//!     Ok(())
+//! }
 //! ```
 //!
 //! # What is in it
