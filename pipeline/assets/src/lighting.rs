@@ -7,7 +7,9 @@
 //! L\* is perceptual lightness, so "brighter by 10" means the same in dark and bright scenes.
 
 use image::{GrayImage, RgbImage};
-use palette::{FromColor, Lab, Srgb, white_point::D65};
+use std::sync::OnceLock;
+
+use palette::{FromColor, Lab, LinSrgb, Srgb, white_point::D65};
 use serde::{Deserialize, Serialize};
 
 /// Colour and shading statistics of a weighted region (see [`measure_lighting`]).
@@ -44,6 +46,17 @@ pub struct Lighting {
 /// pixels⁴ per unit weight²) have no usable 2D slope: a line or a point.
 const MIN_SPREAD_DET: f64 = 1e-6;
 
+/// Linear values of the 256 sRGB byte levels, as palette decodes them.
+fn srgb_decoding_table() -> &'static [f32; 256] {
+    static TABLE: OnceLock<[f32; 256]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        std::array::from_fn(|v| {
+            let v = u8::try_from(v).unwrap_or(u8::MAX);
+            Srgb::new(v, v, v).into_linear::<f32>().red
+        })
+    })
+}
+
 /// Measures the lighting of the pixels of `rgb` where `weight > 0`, each counted by
 /// `weight / 255`.
 ///
@@ -56,14 +69,20 @@ pub fn measure_lighting(rgb: &RgbImage, weight: &GrayImage) -> Lighting {
         "measure_lighting: image and weight differ in size"
     );
     // Two passes, means then central moments, keep the variances exact (a flat patch has 0, not
-    // the rounding left of E[x^2] - E[x]^2) without holding a copy of the region in memory; the
-    // colour conversion is simply done twice.
-    let counted = || {
-        weight.enumerate_pixels().filter_map(|(x, y, w)| {
+    // the rounding left of E[x^2] - E[x]^2). Each counted pixel is converted once; sRGB decoding
+    // is per channel, so a table of palette's own decoding gives its exact values.
+    let linear = srgb_decoding_table();
+    let counted: Vec<[f64; 6]> = weight
+        .enumerate_pixels()
+        .filter_map(|(x, y, w)| {
             let w = w.0[0];
             (w > 0).then(|| {
                 let [r, g, b] = rgb.get_pixel(x, y).0;
-                let lab: Lab<D65, f32> = Lab::from_color(Srgb::new(r, g, b).into_linear::<f32>());
+                let lab: Lab<D65, f32> = Lab::from_color(LinSrgb::new(
+                    linear[usize::from(r)],
+                    linear[usize::from(g)],
+                    linear[usize::from(b)],
+                ));
                 [
                     f64::from(w) / 255.0,
                     f64::from(x) + 0.5,
@@ -74,7 +93,8 @@ pub fn measure_lighting(rgb: &RgbImage, weight: &GrayImage) -> Lighting {
                 ]
             })
         })
-    };
+        .collect();
+    let counted = || counted.iter().copied();
     let mut sums = [0.0; 6];
     for sample in counted() {
         sums[0] += sample[0];
@@ -165,6 +185,33 @@ impl Moments {
             dy,
             strength: 2.0 * norm * spread,
             explained,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding_table_gives_palettes_lab_bit_for_bit() {
+        let table = srgb_decoding_table();
+        for v in 0..=255u8 {
+            let direct = Srgb::new(v, 0, 255).into_linear::<f32>();
+            assert_eq!(table[usize::from(v)].to_bits(), direct.red.to_bits());
+            assert_eq!(table[255].to_bits(), direct.blue.to_bits());
+        }
+        for [r, g, b] in [[0u8, 0, 0], [255, 255, 255], [12, 200, 77], [250, 3, 128]] {
+            let direct: Lab<D65, f32> = Lab::from_color(Srgb::new(r, g, b).into_linear::<f32>());
+            let tabled: Lab<D65, f32> = Lab::from_color(LinSrgb::new(
+                table[usize::from(r)],
+                table[usize::from(g)],
+                table[usize::from(b)],
+            ));
+            assert_eq!(
+                [direct.l, direct.a, direct.b].map(f32::to_bits),
+                [tabled.l, tabled.a, tabled.b].map(f32::to_bits)
+            );
         }
     }
 }

@@ -182,23 +182,33 @@ pub fn poisson(
     // Measurement: seams of both composites, colour shift of the object's core.
     let seam_feather = seam(&feather, &alpha.data, w, h);
     let seam_poisson = seam(&result, &alpha.data, w, h);
-    let lab_f = rgb_to_lab(&RgbPlane {
-        width: rect.width(),
-        height: rect.height(),
-        data: feather,
-    })?;
-    let lab_p = rgb_to_lab(&RgbPlane {
-        width: rect.width(),
-        height: rect.height(),
-        data: result.clone(),
-    })?;
-    let (mut shift, mut n) = (0.0f64, 0usize);
-    for ((a, b), &al) in lab_f.data.iter().zip(&lab_p.data).zip(&alpha.data) {
-        if al >= 0.9 {
-            let d = [0, 1, 2].map(|c| f64::from(a[c] - b[c]));
-            shift += (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
-            n += 1;
+    // Only the core's pixels are converted (the conversion is per pixel), as one row.
+    let core = |px: &[[f32; 3]]| -> Result<RgbPlane, EngineError> {
+        let data: Vec<[f32; 3]> = px
+            .iter()
+            .zip(&alpha.data)
+            .filter(|(_, a)| **a >= 0.9)
+            .map(|(p, _)| *p)
+            .collect();
+        if data.is_empty() {
+            return Ok(RgbPlane {
+                width: 0,
+                height: 0,
+                data,
+            });
         }
+        rgb_to_lab(&RgbPlane {
+            width: u32::try_from(data.len()).unwrap_or(u32::MAX),
+            height: 1,
+            data,
+        })
+    };
+    let (lab_f, lab_p) = (core(&feather)?, core(&result)?);
+    let (mut shift, mut n) = (0.0f64, 0usize);
+    for (a, b) in lab_f.data.iter().zip(&lab_p.data) {
+        let d = [0, 1, 2].map(|c| f64::from(a[c] - b[c]));
+        shift += (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+        n += 1;
     }
     let colour_shift = if n == 0 { 0.0 } else { shift / n as f64 };
     Ok(Some((

@@ -173,10 +173,16 @@ pub fn compose(
         p.visible_px = p.visible.iter().filter(|&&v| v >= 0.5).count();
         p.covered_px = l.cover.iter().filter(|&&v| v >= 0.5).count();
     }
-    // The guarantee, whatever the arithmetic above did: untouched pixels are the input's.
-    for (x, y, m) in mask.enumerate_pixels() {
-        if m.0[0] == 0 {
-            out.put_pixel(x, y, *image.get_pixel(x, y));
+    // The guarantee, whatever the arithmetic above did: untouched pixels are the input's. Only
+    // pixels inside a layer's rectangle were written at all.
+    for layer in layers {
+        let r = layer.rect;
+        for y in r.y0..r.y1 {
+            for x in r.x0..r.x1 {
+                if mask.get_pixel(x, y).0[0] == 0 {
+                    out.put_pixel(x, y, *image.get_pixel(x, y));
+                }
+            }
         }
     }
     Composite {

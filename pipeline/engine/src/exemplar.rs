@@ -271,15 +271,20 @@ impl ExemplarCompositor {
             let noise = object_noise(&patch)?;
             let own = sharpness(&patch.colour().luma(), &inside, noise)?;
             if own.is_some_and(|s| s > target_sharp) {
+                // The first blur as soft as the surroundings, else the strongest tried.
+                let mut softest = None;
                 for &sigma in &cfg.texture.blur_sigmas {
                     blur_sigma = sigma;
                     let blurred = patch.blurred(sigma)?;
                     let s = sharpness(&blurred.colour().luma(), &inside, 0.0)?;
+                    softest = Some(blurred);
                     if s.is_none_or(|s| s <= target_sharp) {
                         break;
                     }
                 }
-                patch = patch.blurred(blur_sigma)?;
+                if let Some(blurred) = softest {
+                    patch = blurred;
+                }
             }
         }
 

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
 use roadsynth_types::{Annotation, Frame};
 use serde::{Deserialize, Serialize};
 
@@ -314,27 +315,32 @@ fn least_median_start(points: &[(f64, f64)]) -> Option<(f64, f64)> {
             }
         }
     }
-    let mut errors = vec![0.0; n];
-    let mut best: Option<(f64, f64, f64)> = None;
-    for (i, j) in pairs {
-        let ((vi, si), (vj, sj)) = (points[i], points[j]);
-        if (vj - vi).abs() < 1.0 {
-            continue;
-        }
-        let a = (sj - si) / (vj - vi);
-        if !(a > 0.0 && a.is_finite()) {
-            continue;
-        }
-        let v0 = vi - si / a;
-        for (e, &p) in errors.iter_mut().zip(points) {
-            *e = log_error(a, v0, p).abs();
-        }
-        let med = median_in_place(&mut errors);
-        if best.is_none_or(|(m, _, _)| med < m) {
-            best = Some((med, a, v0));
-        }
-    }
-    best.map(|(_, a, v0)| (a, v0))
+    // Every pair's line is scored independently, on all cores; the least median wins, the
+    // first such pair on ties, exactly as a serial scan would choose.
+    let best = pairs
+        .par_iter()
+        .enumerate()
+        .map_init(
+            || vec![0.0; n],
+            |errors, (index, &(i, j))| {
+                let ((vi, si), (vj, sj)) = (points[i], points[j]);
+                if (vj - vi).abs() < 1.0 {
+                    return None;
+                }
+                let a = (sj - si) / (vj - vi);
+                if !(a > 0.0 && a.is_finite()) {
+                    return None;
+                }
+                let v0 = vi - si / a;
+                for (e, &p) in errors.iter_mut().zip(points) {
+                    *e = log_error(a, v0, p).abs();
+                }
+                Some((median_in_place(errors), index, a, v0))
+            },
+        )
+        .flatten()
+        .min_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+    best.map(|(_, _, a, v0)| (a, v0))
 }
 
 /// Iteratively reweighted Gauss-Newton on the log errors `ln a + ln(v - v0) - ln s`, with

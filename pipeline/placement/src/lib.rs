@@ -22,7 +22,9 @@ use roadsynth_scenario::settings::{InsertObjects, ObjectClass, PlacementModel, P
 use roadsynth_types::{Annotation, BBox};
 
 pub use plan_table::PlanRow;
-pub use stage::{PlanError, PlanOptions, PlanSummary, dataset_geometry, plan_dataset};
+pub use stage::{
+    PlanError, PlanOptions, PlanSummary, dataset_geometry, plan_dataset, plan_with_geometry,
+};
 pub use stats::{ClassStats, class_stats_from_annotations};
 
 /// Ground-plane geometry of a frame: what placement needs to know about the camera.

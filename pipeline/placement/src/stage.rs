@@ -141,6 +141,38 @@ pub fn plan_dataset(
     dataset_root: &Path,
     scenario: &Scenario,
     options: &PlanOptions,
+    segmenter: Option<&mut dyn DrivableSegmenter>,
+) -> Result<(Vec<PlanRow>, PlanSummary), PlanError> {
+    if !scenario
+        .operations
+        .iter()
+        .any(|op| matches!(op, Operation::InsertObjects(_)))
+    {
+        return Err(PlanError::NothingToPlan(scenario.name.clone()));
+    }
+    let dataset = Dataset::open(dataset_root)?;
+    let (geometry, stats) = dataset_geometry(&dataset, &scenario.splits, &options.fit)?;
+    plan_with_geometry(
+        dataset_root,
+        &dataset,
+        &geometry,
+        &stats,
+        scenario,
+        options,
+        segmenter,
+    )
+}
+
+/// [`plan_dataset`] with the dataset's geometry and class statistics already fitted (by
+/// [`dataset_geometry`] with `options.fit`), for a caller that needs them too: the fit is one
+/// serial pass over every box.
+pub fn plan_with_geometry(
+    dataset_root: &Path,
+    dataset: &Dataset,
+    geometry: &DatasetGeometry,
+    stats: &[ClassStats],
+    scenario: &Scenario,
+    options: &PlanOptions,
     mut segmenter: Option<&mut dyn DrivableSegmenter>,
 ) -> Result<(Vec<PlanRow>, PlanSummary), PlanError> {
     let operations: Vec<_> = scenario
@@ -154,11 +186,9 @@ pub fn plan_dataset(
     if operations.is_empty() {
         return Err(PlanError::NothingToPlan(scenario.name.clone()));
     }
-    let dataset = Dataset::open(dataset_root)?;
-    let (geometry, stats) = dataset_geometry(&dataset, &scenario.splits, &options.fit)?;
     let planners: Vec<Planner<'_>> = operations
         .iter()
-        .map(|op| Planner::new(op, scenario.seed, &stats))
+        .map(|op| Planner::new(op, scenario.seed, stats))
         .collect();
     let cache = options
         .mask_cache

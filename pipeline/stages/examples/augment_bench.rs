@@ -6,6 +6,8 @@
 //! ```
 //!
 //! FRAMES defaults to 100, 367 (all of train) and 1101 (train three times over, see [`ingest`]).
+//! With `AUGMENT_BENCH_DIR=D` the datasets stay in D, so that a child (`augment D/camvid-367
+//! D/animals D/out`) can be run again under a profiler.
 //!
 //! - floor: decode every frame's JPEG and encode it as PNG (what augment must do at least once
 //!   per frame), on every core (rayon), images already in memory;
@@ -165,7 +167,8 @@ fn child_floor(args: &[String]) -> Result<()> {
             let rgb = image::load_from_memory(bytes)
                 .map_err(|e| e.to_string())?
                 .to_rgb8();
-            let mut png = Vec::new();
+            // As augment writes it: room for the whole frame, no reallocation.
+            let mut png = Vec::with_capacity(rgb.as_raw().len() + rgb.as_raw().len() / 8);
             image::DynamicImage::ImageRgb8(rgb)
                 .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
                 .map_err(|e| e.to_string())?;
@@ -240,8 +243,11 @@ fn parent(args: &[String]) -> Result<()> {
     let coco_dir = shared("datasets/coco-animals-vehicles")?;
     let json = camvid.join("annotations_train.json");
     let json_s = json.to_str().ok_or("non-UTF-8 path")?;
-    let work = tempfile::tempdir()?;
-    let cav = work.path().join("cav");
+    // AUGMENT_BENCH_DIR keeps the datasets, so a child can be run again under a profiler.
+    let kept = std::env::var_os("AUGMENT_BENCH_DIR").map(PathBuf::from);
+    let temp = tempfile::tempdir()?;
+    let work_path = kept.as_deref().unwrap_or(temp.path());
+    let cav = work_path.join("cav");
     ingest(
         &coco_dir.join("instances_subset.json"),
         Some(&coco_dir.join("images")),
@@ -257,7 +263,7 @@ fn parent(args: &[String]) -> Result<()> {
             ..BuildOptions::default()
         },
     )?;
-    let assets = work.path().join("animals");
+    let assets = work_path.join("animals");
     bank.write(&assets)?;
     let assets_s = assets.to_str().ok_or("non-UTF-8 path")?;
 
@@ -271,8 +277,8 @@ fn parent(args: &[String]) -> Result<()> {
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     );
     for size in &sizes {
-        let dir = work.path().join(format!("camvid-{size}"));
-        let out = work.path().join(format!("out-{size}"));
+        let dir = work_path.join(format!("camvid-{size}"));
+        let out = work_path.join(format!("out-{size}"));
         let dir_s = dir.to_str().ok_or("non-UTF-8 path")?;
         let out_s = out.to_str().ok_or("non-UTF-8 path")?;
         let ingest = measure(&["ingest", json_s, size, dir_s])?;

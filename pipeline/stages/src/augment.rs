@@ -13,6 +13,7 @@
 //! it as a shard output ([`roadsynth_dataset::shard`]); everything else is the same, so the shards'
 //! commit is the unsharded version, byte for byte.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,10 +22,12 @@ use image::{GrayImage, RgbImage};
 use roadsynth_dataset::shard::{self, ItemRange, ShardId, ShardRun, ShardWriter};
 use roadsynth_dataset::{Dataset, DatasetWriter, FrameReader, Projection};
 use roadsynth_geometry::{
-    DatasetGeometry, FitOptions, GroundMasks, GroundModel, MaskCache, MaskSource,
-    SemanticRoadClasses, ground_masks,
+    DatasetGeometry, GroundMasks, GroundModel, MaskCache, MaskSource, SemanticRoadClasses,
+    ground_masks,
 };
-use roadsynth_placement::{PlanOptions, PlanRow, dataset_geometry, plan_dataset, variant_seed};
+use roadsynth_placement::{
+    PlanOptions, PlanRow, dataset_geometry, plan_with_geometry, variant_seed,
+};
 use roadsynth_scenario::settings::{Operation, Scenario, Weather};
 use roadsynth_types::{
     Annotation, BBox, FrameId, FrameRecord, ImageFormat, ProvenanceStep, TOOL_VERSION,
@@ -278,12 +281,22 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
         .operations
         .iter()
         .any(|op| matches!(op, Operation::InsertObjects(_)));
+    // Fitted once: planning and rendering share the geometry.
+    let (geometry, stats) = dataset_geometry(&dataset, &scenario.splits, &plan_options.fit)?;
     let mut plans: HashMap<(String, u32), Vec<PlanRow>> = HashMap::new();
     if inserts {
         let segmenter = drivable
             .as_mut()
             .map(|m| m as &mut dyn roadsynth_geometry::DrivableSegmenter);
-        let (rows, _) = plan_dataset(&args.dataset, scenario, &plan_options, segmenter)?;
+        let (rows, _) = plan_with_geometry(
+            &args.dataset,
+            &dataset,
+            &geometry,
+            &stats,
+            scenario,
+            &plan_options,
+            segmenter,
+        )?;
         for row in rows {
             plans
                 .entry((row.frame_id.clone(), row.variant))
@@ -291,7 +304,6 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
                 .push(row);
         }
     }
-    let (geometry, _) = dataset_geometry(&dataset, &scenario.splits, &FitOptions::default())?;
     let settings = RenderSettings::from_args(args, scenario)?;
     let describe = settings.describe();
     let job = Arc::new(Job {
@@ -662,7 +674,8 @@ fn variant_of(
     let scenario = &job.scenario;
     let record = frame.record;
     let seed = variant_seed(scenario.seed, record.frame.id.as_str(), variant);
-    let mut image = frame.decoded.clone();
+    // Borrowed until an operation makes a new image: no copy of the decoded frame.
+    let mut image: Cow<'_, RgbImage> = Cow::Borrowed(frame.decoded);
     let mut inserted = false;
     let mut annotations = record.annotations.clone();
     let mut steps: Vec<ProvenanceStep> = Vec::new();
@@ -694,7 +707,7 @@ fn variant_of(
                     if job.inspect {
                         add_edits(&mut inspection.edit_mask, outcome.edit_mask);
                     }
-                    image = outcome.image;
+                    image = Cow::Owned(outcome.image);
                     annotations = outcome.annotations;
                     steps.push(outcome.step);
                 }
@@ -716,7 +729,7 @@ fn variant_of(
                     if job.inspect {
                         add_edits(&mut inspection.edit_mask, outcome.edit_mask);
                     }
-                    image = outcome.image;
+                    image = Cow::Owned(outcome.image);
                     annotations = outcome.annotations;
                     steps.push(outcome.step);
                 }
@@ -733,8 +746,9 @@ fn variant_of(
                     &job.road_classes,
                     &scenario.name,
                     op_seed,
+                    job.inspect,
                 )?;
-                image = out;
+                image = Cow::Owned(out);
                 steps.push(step);
                 if job.inspect {
                     inspection.weather = Some(maps);
@@ -756,7 +770,7 @@ fn variant_of(
         number: variant,
         record: Some(generated_record(
             record,
-            image,
+            image.into_owned(),
             annotations,
             steps,
             &scenario.name,
@@ -805,6 +819,7 @@ fn apply_weather(
     classes: &SemanticRoadClasses,
     scenario: &str,
     seed: u64,
+    inspect: bool,
 ) -> Result<(RgbImage, ProvenanceStep, WeatherMaps), String> {
     let (w, h) = image.dimensions();
     let e = |e: roadsynth_weather::WeatherError| e.to_string();
@@ -838,6 +853,12 @@ fn apply_weather(
         .with_pavement(&roadside)
         .with_boxes(&boxes)
         .with_lights_in(&vehicles);
+    // Maps that cost extra work only for an observer.
+    let ctx = if inspect {
+        ctx
+    } else {
+        ctx.without_diagnostic_maps()
+    };
     let ctx = match &record.frame.camera {
         Some(c) => ctx.with_intrinsics(roadsynth_weather::Intrinsics {
             fx: c.fx,
@@ -898,7 +919,8 @@ fn generated_record(
     variant: u32,
     inserted: bool,
 ) -> Result<FrameRecord, String> {
-    let mut bytes = Vec::new();
+    // Room for an incompressible frame: the encoder never reallocates and copies.
+    let mut bytes = Vec::with_capacity(image.as_raw().len() + image.as_raw().len() / 8);
     image::DynamicImage::ImageRgb8(image)
         .write_to(
             &mut std::io::Cursor::new(&mut bytes),

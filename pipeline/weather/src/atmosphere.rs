@@ -219,6 +219,48 @@ pub fn ray_terms(w: usize, h: usize, k: &Intrinsics) -> (Vec<f32>, Vec<f32>) {
     (col, row)
 }
 
+/// A per-pixel quantity evaluated on demand at the pixels `xs x ys` (row-major), such as fog's
+/// modulation of `beta`.
+pub type SampleMap<'a> = dyn Fn(&[usize], &[usize]) -> Vec<f32> + 'a;
+
+/// [`transmission`] at the pixels `xs x ys` only (row-major: `ys.len()` rows of `xs.len()`), with
+/// `modulation` given at those samples: the same values the full map has there.
+pub fn transmission_at(
+    depth: &DepthMap,
+    beta: f32,
+    modulation: Option<&[f32]>,
+    intrinsics: Option<&Intrinsics>,
+    (xs, ys): (&[usize], &[usize]),
+) -> Vec<f32> {
+    let w = depth.width as usize;
+    let mut t = Vec::with_capacity(xs.len() * ys.len());
+    if modulation.is_none() && intrinsics.is_none() {
+        for &y in ys {
+            for &x in xs {
+                t.push((-beta * depth.metres[y * w + x].max(0.0)).exp());
+            }
+        }
+        return t;
+    }
+    let (col, row) = intrinsics.map_or_else(
+        || (vec![0.0; w], vec![0.0; depth.height as usize]),
+        |k| ray_terms(w, depth.height as usize, k),
+    );
+    for (k, &y) in ys.iter().enumerate() {
+        let ry = 1.0 + row[y];
+        for (i, &x) in xs.iter().enumerate() {
+            let d = depth.metres[y * w + x];
+            let m = modulation.map_or(1.0, |m| m[k * xs.len() + i]);
+            t.push(if d == f32::INFINITY {
+                0.0
+            } else {
+                (-beta * m * d.max(0.0) * (ry + col[x]).sqrt()).exp()
+            });
+        }
+    }
+    t
+}
+
 /// Transmission `t = exp(-beta * m * distance)` of every pixel, where `m` is an optional
 /// per-pixel multiplier of `beta` (spatial variation) and `distance` the ray length when
 /// intrinsics are given, else the depth. Depth NaN or negative counts as zero distance.
@@ -294,7 +336,7 @@ pub fn box_stats(
     out: &RgbImage,
     t: Option<&[f32]>,
     beta: f32,
-    modulation: Option<&[f32]>,
+    modulation: Option<&SampleMap<'_>>,
 ) -> Vec<BoxWeather> {
     let (w, h) = (out.width() as usize, out.height() as usize);
     let lut = decode_lut();
@@ -310,11 +352,17 @@ pub fn box_stats(
                 };
             };
             let (mut st, mut sm, mut sl) = (0.0f64, 0.0f64, 0.0f64);
+            let m = modulation.map(|m| {
+                let xs: Vec<usize> = (x0..x1).collect();
+                let ys: Vec<usize> = (y0..y1).collect();
+                m(&xs, &ys)
+            });
+            let mut m = m.iter().flatten();
             for y in y0..y1 {
                 for x in x0..x1 {
                     let i = y * w + x;
                     st += f64::from(t.map_or(1.0, |t| t[i]));
-                    sm += f64::from(modulation.map_or(1.0, |m| m[i]));
+                    sm += f64::from(m.next().copied().unwrap_or(1.0));
                     let p = [
                         lut[raw[3 * i] as usize],
                         lut[raw[3 * i + 1] as usize],

@@ -5,12 +5,13 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::atmosphere::{
-    airlight_of, beta_from_visibility, box_stats, koschmieder_srgb, transmission,
+    SampleMap, airlight_of, beta_from_visibility, box_stats, koschmieder_srgb, transmission,
+    transmission_at,
 };
 use crate::color::{decode_lut, encode_lut, encode_scaled, gray, gray_luts, pool_gray};
 use crate::error::Check;
-use crate::filter::{GuidedCoefficients, pool_mean};
-use crate::noise::{Stream, rng, value_noise};
+use crate::filter::GuidedCoefficients;
+use crate::noise::{Stream, rng, value_noise_at};
 use crate::{ScalarMap, WeatherContext, WeatherError, WeatherMaps, WeatherOutput, provenance};
 
 /// Homogeneous (optionally gently varying) fog.
@@ -101,27 +102,50 @@ impl Fog {
         let (w, h) = (image.width() as usize, image.height() as usize);
         let air = airlight_of(image, self.atmospheric_light);
         let beta = beta_from_visibility(self.visibility_m);
-        let modulation = (self.spatial_variation > 0.0).then(|| {
-            let cell = (self.variation_scale * w as f32).max(2.0);
-            let mut noise = value_noise(w, h, cell, 2, &mut rng(seed, Stream::FogVariation));
-            for n in &mut noise {
-                *n = 1.0 + self.spatial_variation * *n;
-            }
-            noise
+        let modulation = (self.spatial_variation > 0.0).then(|| Modulation {
+            width: w,
+            height: h,
+            cell: (self.variation_scale * w as f32).max(2.0),
+            amplitude: self.spatial_variation,
+            seed,
         });
-        let raw = transmission(
-            ctx.depth,
-            beta,
-            modulation.as_deref(),
-            ctx.intrinsics.as_ref(),
-        );
-        let (t, out) = if self.guided_radius > 0 {
-            self.smooth_and_fog(image, &raw, air.linear)
-        } else {
-            let out = koschmieder_srgb(image, &raw, air.linear);
-            (raw.clone(), out)
+        let intrinsics = ctx.intrinsics.as_ref();
+        let every_pixel = || -> (Vec<usize>, Vec<usize>) { ((0..w).collect(), (0..h).collect()) };
+        let raw = (self.guided_radius == 0 || ctx.diagnostic_maps).then(|| {
+            let (xs, ys) = every_pixel();
+            let m = modulation.as_ref().map(|m| m.at(&xs, &ys));
+            transmission(ctx.depth, beta, m.as_deref(), intrinsics)
+        });
+        let (t, out) = match &raw {
+            Some(raw) if self.guided_radius == 0 => {
+                (raw.clone(), koschmieder_srgb(image, raw, air.linear))
+            }
+            _ => {
+                // The fast guided filter's input (He and Sun 2015): the raw transmission at one
+                // pixel of each subsampling block, so that depth, noise and exponential are
+                // evaluated per block rather than per pixel.
+                let s = self.guided_subsample as usize;
+                let centres = |n: usize| -> Vec<usize> {
+                    (0..n.div_ceil(s))
+                        .map(|i| (i * s + (s - 1) / 2).min(n - 1))
+                        .collect()
+                };
+                let (xs, ys) = (centres(w), centres(h));
+                let m = modulation.as_ref().map(|m| m.at(&xs, &ys));
+                let p_low = transmission_at(ctx.depth, beta, m.as_deref(), intrinsics, (&xs, &ys));
+                self.smooth_and_fog(image, &p_low, (xs.len(), ys.len()), air.linear)
+            }
         };
-        let per_box = box_stats(ctx.boxes, &out, Some(&t), beta, modulation.as_deref());
+        let sampler = |xs: &[usize], ys: &[usize]| {
+            modulation.as_ref().map_or_else(Vec::new, |m| m.at(xs, ys))
+        };
+        let per_box = box_stats(
+            ctx.boxes,
+            &out,
+            Some(&t),
+            beta,
+            modulation.is_some().then_some(&sampler as &SampleMap<'_>),
+        );
         let derived = serde_json::json!({
             "beta_per_m": beta,
             "atmospheric_light": air,
@@ -134,18 +158,25 @@ impl Fog {
             params: provenance("fog", self, &derived, ctx, seed),
             maps: WeatherMaps {
                 transmission: Some(ScalarMap::new(w, h, t)),
-                raw_transmission: Some(ScalarMap::new(w, h, raw)),
+                raw_transmission: raw.map(|raw| ScalarMap::new(w, h, raw)),
                 particles: None,
             },
         })
     }
 
-    /// The guided filter of the raw transmission (guide: the frame's grey level), fused with
+    /// The guided filter of the raw transmission sampled per block (guide: the frame's grey
+    /// level, block means), fused with
     /// Koschmieder's law: one pass writes the smoothed transmission and the fogged pixel.
-    fn smooth_and_fog(&self, image: &RgbImage, raw: &[f32], air: [f32; 3]) -> (Vec<f32>, RgbImage) {
+    fn smooth_and_fog(
+        &self,
+        image: &RgbImage,
+        raw_low: &[f32],
+        (lw, lh): (usize, usize),
+        air: [f32; 3],
+    ) -> (Vec<f32>, RgbImage) {
         let (w, h) = (image.width() as usize, image.height() as usize);
         let s = self.guided_subsample as usize;
-        let (p_low, lw, lh) = pool_mean(raw, w, h, s);
+        let p_low: Vec<f64> = raw_low.iter().map(|&v| f64::from(v)).collect();
         let g_low = pool_gray(image, s);
         let coefficients = GuidedCoefficients::new(
             &g_low,
@@ -189,5 +220,26 @@ impl Fog {
             }
         }
         (t, out)
+    }
+}
+
+/// The spatial variation of `beta`: `1 + a n(x, y)` with `n` the frame's seeded value noise,
+/// evaluated only at the pixels asked for (the same values wherever it is asked).
+struct Modulation {
+    width: usize,
+    height: usize,
+    cell: f32,
+    amplitude: f32,
+    seed: u64,
+}
+
+impl Modulation {
+    fn at(&self, xs: &[usize], ys: &[usize]) -> Vec<f32> {
+        let mut rng = rng(self.seed, Stream::FogVariation);
+        let mut m = value_noise_at(self.width, self.height, self.cell, 2, &mut rng, xs, ys);
+        for v in &mut m {
+            *v = 1.0 + self.amplitude * *v;
+        }
+        m
     }
 }

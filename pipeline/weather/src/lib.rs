@@ -75,6 +75,9 @@ pub struct WeatherContext<'a> {
     pub boxes: &'a [BBox],
     /// Vehicle boxes whose lights glow at night.
     pub lights_in: &'a [BBox],
+    /// Whether to return maps that cost extra full-frame work beyond the effect itself (fog's raw
+    /// transmission); the image is the same either way.
+    pub diagnostic_maps: bool,
 }
 
 impl<'a> WeatherContext<'a> {
@@ -86,7 +89,15 @@ impl<'a> WeatherContext<'a> {
             pavement: None,
             boxes: &[],
             lights_in: &[],
+            diagnostic_maps: true,
         }
+    }
+
+    /// Without the maps that cost extra work (see [`WeatherContext::diagnostic_maps`]).
+    #[must_use]
+    pub fn without_diagnostic_maps(mut self) -> Self {
+        self.diagnostic_maps = false;
+        self
     }
 
     #[must_use]
@@ -208,7 +219,8 @@ impl ScalarMap {
 pub struct WeatherMaps {
     /// The transmission used: `exp(-beta d)`, smoothed along edges for fog.
     pub transmission: Option<ScalarMap>,
-    /// The transmission before smoothing: exactly `exp(-beta * m * distance)`.
+    /// The transmission before smoothing: exactly `exp(-beta * m * distance)` (fog: unless the
+    /// context asked for no diagnostic maps).
     pub raw_transmission: Option<ScalarMap>,
     /// Accumulated opacity of rendered particles (rain streaks, snow flakes), before clamping.
     pub particles: Option<ScalarMap>,

@@ -29,12 +29,28 @@ pub fn rng(seed: u64, stream: Stream) -> ChaCha8Rng {
 /// Smooth value noise in about `[-1, 1]`: random values on a grid of `cell` pixels, interpolated
 /// with smoothstep, plus `octaves - 1` finer octaves at half the cell and amplitude each.
 pub fn value_noise(w: usize, h: usize, cell: f32, octaves: u32, rng: &mut ChaCha8Rng) -> Vec<f32> {
-    let mut out = vec![0.0f32; w * h];
+    let xs: Vec<usize> = (0..w).collect();
+    let ys: Vec<usize> = (0..h).collect();
+    value_noise_at(w, h, cell, octaves, rng, &xs, &ys)
+}
+
+/// [`value_noise`] of a `w x h` image at the pixels `xs x ys` only (row-major: `ys.len()` rows of
+/// `xs.len()` values): bit for bit the full noise's values there, for the cost of the samples.
+pub fn value_noise_at(
+    w: usize,
+    h: usize,
+    cell: f32,
+    octaves: u32,
+    rng: &mut ChaCha8Rng,
+    xs: &[usize],
+    ys: &[usize],
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; xs.len() * ys.len()];
     let mut amplitude = 1.0f32;
     let mut total = 0.0f32;
     let mut cell = cell.max(2.0);
     for _ in 0..octaves.max(1) {
-        add_octave(&mut out, w, h, cell, amplitude, rng);
+        add_octave(&mut out, (w, h), (xs, ys), cell, amplitude, rng);
         total += amplitude;
         amplitude *= 0.5;
         cell = (cell * 0.5).max(2.0);
@@ -50,10 +66,12 @@ fn smoothstep(t: f32) -> f32 {
     t * t * (3.0 - 2.0 * t)
 }
 
+/// One octave over the image's `(w, h)` grid (the random draws depend on the size only), added
+/// at the sample pixels `(xs, ys)`.
 fn add_octave(
     out: &mut [f32],
-    w: usize,
-    h: usize,
+    (w, h): (usize, usize),
+    (xs, ys): (&[usize], &[usize]),
     cell: f32,
     amplitude: f32,
     rng: &mut ChaCha8Rng,
@@ -64,15 +82,17 @@ fn add_octave(
         .map(|_| rng.random_range(-1.0f32..=1.0))
         .collect();
     // Column taps once: grid column and smoothed weight.
-    let taps: Vec<(usize, f32)> = (0..w)
-        .map(|x| {
+    let taps: Vec<(usize, f32)> = xs
+        .iter()
+        .map(|&x| {
             let u = x as f32 / cell;
             let i = u.floor() as usize;
             (i.min(gw - 2), smoothstep(u - i as f32))
         })
         .collect();
     let mut row = vec![0.0f32; gw];
-    for y in 0..h {
+    let n = xs.len();
+    for (k, &y) in ys.iter().enumerate() {
         let v = y as f32 / cell;
         let j = (v.floor() as usize).min(gh - 2);
         let fy = smoothstep(v - j as f32);
@@ -80,7 +100,7 @@ fn add_octave(
             let a = grid[j * gw + i];
             *r = a + (grid[(j + 1) * gw + i] - a) * fy;
         }
-        for (o, &(i, fx)) in out[y * w..(y + 1) * w].iter_mut().zip(&taps) {
+        for (o, &(i, fx)) in out[k * n..(k + 1) * n].iter_mut().zip(&taps) {
             *o += amplitude * (row[i] + (row[i + 1] - row[i]) * fx);
         }
     }
@@ -221,6 +241,18 @@ mod tests {
         let var: f64 = t.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / t.len() as f64;
         assert!(mean.abs() < 1e-6, "{mean}");
         assert!((var - 1.0).abs() < 0.01, "{var}");
+    }
+
+    #[test]
+    fn value_noise_at_samples_is_the_full_noise_there() {
+        let full = value_noise(50, 30, 8.0, 2, &mut rng(4, Stream::FogVariation));
+        let (xs, ys) = ([0usize, 7, 49], [3usize, 29]);
+        let at = value_noise_at(50, 30, 8.0, 2, &mut rng(4, Stream::FogVariation), &xs, &ys);
+        for (k, &y) in ys.iter().enumerate() {
+            for (i, &x) in xs.iter().enumerate() {
+                assert_eq!(at[k * xs.len() + i].to_bits(), full[y * 50 + x].to_bits());
+            }
+        }
     }
 
     #[test]
