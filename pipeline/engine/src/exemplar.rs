@@ -202,12 +202,13 @@ impl ExemplarCompositor {
 
     /// Renders one planned object as a layer. `occluders_near` says whether nearer existing
     /// objects overlap it (Poisson would pull their colours into the object, so `auto` keeps
-    /// feathering there).
+    /// feathering there); cut-outs whose ids are in `exclude` are not chosen.
     pub(crate) fn render(
         &self,
         image: &RgbImage,
         row: &PlanRow,
         occluders_near: bool,
+        exclude: &[String],
         rng: &mut ChaCha8Rng,
     ) -> Result<Result<Rendered, Skip>, EngineError> {
         let (w, h) = image.dimensions();
@@ -231,6 +232,7 @@ impl ExemplarCompositor {
             &target,
             &cfg.selection,
             Preference::Lighting(&lighting),
+            exclude,
             rng,
         ) else {
             return Ok(Err(format!(

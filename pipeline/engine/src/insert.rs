@@ -60,6 +60,11 @@ pub struct InsertConfig {
     pub store_masks: bool,
     /// Rounds of filter, drop, re-compose and re-check of the objects the drop uncovered.
     pub max_filter_rounds: u32,
+    /// Renders of one planned object with the exemplar backend: an object the filter rejects is
+    /// rendered again at the same place and size from another cut-out (never one already tried),
+    /// while rounds remain to judge it, so that the filter keeps quality without thinning the
+    /// number of objects asked for. 1 drops a rejected object at once.
+    pub max_attempts: u32,
 }
 
 impl Default for InsertConfig {
@@ -69,6 +74,7 @@ impl Default for InsertConfig {
             min_visible_fraction: 0.3,
             store_masks: true,
             max_filter_rounds: 3,
+            max_attempts: 3,
         }
     }
 }
@@ -104,6 +110,8 @@ pub struct InsertionReport {
     pub asset_class: Option<String>,
     pub substituted: bool,
     pub filter: Option<Verdict>,
+    /// Renders of this object: more than one when the filter rejected earlier cut-outs.
+    pub attempts: u32,
     /// The backend's parameters (selection, harmonisation, blur, noise, blend).
     pub render: serde_json::Value,
 }
@@ -153,6 +161,18 @@ struct Item<'r> {
     status: InsertionStatus,
     reason: Option<String>,
     verdict: Option<Verdict>,
+    occluders_near: bool,
+    /// Renders so far, and the cut-outs they used.
+    attempts: u32,
+    tried: Vec<String>,
+}
+
+/// The random stream of one render of a planned object: the first render's is the object's own,
+/// so retries leave every first render as it was.
+fn render_rng(row: &PlanRow, attempt: u32) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(row.seed);
+    rng.set_stream(u64::from(row.object_index) | (u64::from(attempt) << 32));
+    rng
 }
 
 impl InsertionEngine {
@@ -189,7 +209,9 @@ impl InsertionEngine {
     ///
     /// Every random choice of object `i` comes from `ChaCha8Rng::seed_from_u64(row.seed)` on
     /// stream `i`, and each object is rendered against the input frame alone, so an object's
-    /// pixels do not depend on the other objects, their order or the filter's decisions.
+    /// first render does not depend on the other objects or their order. A render the filter
+    /// rejects is replaced by one from another cut-out (stream `i + (attempt << 32)`, see
+    /// [`InsertConfig::max_attempts`]).
     pub fn insert(
         &mut self,
         frame: FrameInput<'_>,
@@ -200,8 +222,7 @@ impl InsertionEngine {
         let mut existing = ExistingObjects::new(frame, &self.config.semantic_objects);
         let mut items: Vec<Item<'_>> = Vec::with_capacity(rows.len());
         for row in rows {
-            let mut rng = ChaCha8Rng::seed_from_u64(row.seed);
-            rng.set_stream(u64::from(row.object_index));
+            let mut rng = render_rng(row, 0);
             let planned = BBox::new(row.x0, row.y0, row.x1, row.y1);
             if ![planned.x0, planned.y0, planned.x1, planned.y1]
                 .iter()
@@ -217,7 +238,7 @@ impl InsertionEngine {
             let occluders_near = !existing.nearer_than(row.foot_v, &rect).is_empty();
             let rendered = match &mut self.backend {
                 InsertBackend::Exemplar(e) => {
-                    e.render(frame.image, row, occluders_near, &mut rng)?
+                    e.render(frame.image, row, occluders_near, &[], &mut rng)?
                 }
                 InsertBackend::Naive(n) => n.render(frame.image, row, &mut rng)?,
                 InsertBackend::Diffusion(d) => d.render(frame.image, row)?,
@@ -226,12 +247,21 @@ impl InsertionEngine {
                 Ok(_) => (InsertionStatus::Kept, None),
                 Err(skip) => (InsertionStatus::NotRendered, Some(skip.clone())),
             };
+            let tried = rendered
+                .as_ref()
+                .ok()
+                .and_then(|r| r.asset_id.clone())
+                .into_iter()
+                .collect();
             items.push(Item {
                 row,
                 rendered,
                 status,
                 reason,
                 verdict: None,
+                occluders_near,
+                attempts: 1,
+                tried,
             });
         }
 
@@ -285,13 +315,43 @@ impl InsertionEngine {
                             source_class,
                         },
                     )?;
-                    if !verdict.keep {
-                        items[i].status = InsertionStatus::FilteredOut;
-                        items[i].reason =
-                            Some(format!("filter score {:.3} below threshold", verdict.score));
-                        dropped.push(rect);
+                    if verdict.keep {
+                        items[i].verdict = Some(verdict);
+                        continue;
                     }
-                    items[i].verdict = Some(verdict);
+                    dropped.push(rect);
+                    // Another cut-out at the same place, while a round remains to judge it.
+                    let retry = match &self.backend {
+                        InsertBackend::Exemplar(e)
+                            if items[i].attempts < self.config.max_attempts
+                                && rounds + 1 < self.config.max_filter_rounds.max(1) =>
+                        {
+                            let item = &items[i];
+                            let mut rng = render_rng(item.row, item.attempts);
+                            e.render(
+                                frame.image,
+                                item.row,
+                                item.occluders_near,
+                                &item.tried,
+                                &mut rng,
+                            )?
+                            .ok()
+                        }
+                        _ => None,
+                    };
+                    let item = &mut items[i];
+                    if let Some(again) = retry {
+                        item.attempts += 1;
+                        item.tried.extend(again.asset_id.clone());
+                        dropped.push(again.layer.rect);
+                        item.rendered = Ok(again);
+                        item.verdict = None;
+                    } else {
+                        item.status = InsertionStatus::FilteredOut;
+                        item.reason =
+                            Some(format!("filter score {:.3} below threshold", verdict.score));
+                        item.verdict = Some(verdict);
+                    }
                 }
             }
             if dropped.is_empty() {
@@ -338,6 +398,7 @@ impl InsertionEngine {
                 asset_class: None,
                 substituted: false,
                 filter: item.verdict.clone(),
+                attempts: item.attempts,
                 render: serde_json::Value::Null,
             };
             if let Ok(r) = &item.rendered {

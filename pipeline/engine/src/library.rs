@@ -355,6 +355,7 @@ pub(crate) fn choose<'l>(
     target: &Target,
     config: &SelectionConfig,
     preference: Preference<'_>,
+    exclude: &[String],
     rng: &mut ChaCha8Rng,
 ) -> Option<Choice<'l>> {
     let sources = source_classes(class);
@@ -373,7 +374,7 @@ pub(crate) fn choose<'l>(
         let mut scored: Vec<Choice<'l>> = Vec::new();
         for (rank, (source, substituted)) in sources.iter().enumerate() {
             for e in library.of_class(source) {
-                if e.touches_border || e.occluded_fraction > max_occ {
+                if e.touches_border || e.occluded_fraction > max_occ || exclude.contains(&e.id) {
                     continue;
                 }
                 let f = fit(e, &target.full, config.max_anisotropy);
@@ -483,6 +484,7 @@ mod tests {
             &target,
             &SelectionConfig::default(),
             Preference::Uniform,
+            &[],
             &mut rng,
         )
         .expect("a fitting cut-out");

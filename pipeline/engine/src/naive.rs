@@ -64,6 +64,7 @@ impl NaivePaste {
             &target,
             &self.config.selection,
             Preference::Uniform,
+            &[],
             rng,
         ) else {
             return Ok(Err(format!(
