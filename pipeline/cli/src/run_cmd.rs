@@ -166,10 +166,40 @@ fn sha256_of(path: &Path) -> Result<String> {
     Ok(format!("{:x}", sha2::Sha256::digest(&bytes)))
 }
 
+/// The code that runs stages: the tool version and a hash of the two executables (`roadsynth`
+/// and `roadsynth-worker`, side by side), so that a rebuilt roadsynth never takes a stage output
+/// made by other code for current, whatever its version number says. Any rebuild that changes
+/// either binary (a moved line changes its line tables) reruns every stage.
+pub fn code_version() -> &'static str {
+    static CODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CODE.get_or_init(|| {
+        let mut h = blake3::Hasher::new();
+        let dir = std::env::current_exe()
+            .ok()
+            .and_then(|me| me.parent().map(Path::to_path_buf));
+        let mut hashed = 0;
+        for name in ["roadsynth", crate::WORKER] {
+            let exe = dir.as_ref().map(|d| d.join(name));
+            // `&File` reads, so the guard can hash through a shared borrow.
+            match exe.as_ref().map(std::fs::File::open) {
+                Some(Ok(file)) if h.update_reader(&file).is_ok() => hashed += 1,
+                _ => tracing::warn!(
+                    "cannot read {} to hash it: stage keys fall back to the tool version for it",
+                    exe.map_or_else(|| name.to_string(), |e| e.display().to_string())
+                ),
+            }
+        }
+        if hashed == 0 {
+            return TOOL_VERSION.to_string();
+        }
+        format!("{TOOL_VERSION}+{}", &h.finalize().to_hex()[..16])
+    })
+}
+
 /// The content hash of a stage's inputs, settings and the code version.
 pub fn stage_key(parts: &serde_json::Value) -> String {
     let mut h = blake3::Hasher::new();
-    h.update(TOOL_VERSION.as_bytes());
+    h.update(code_version().as_bytes());
     h.update(parts.to_string().as_bytes());
     h.finalize().to_hex()[..32].to_string()
 }
@@ -344,6 +374,9 @@ pub struct Ledger {
     pub config_file: String,
     pub config_hash: String,
     pub tool_version: String,
+    /// [`code_version`]: the version and a hash of the executables, part of every stage key.
+    #[serde(default)]
+    pub code_version: String,
     pub started_at: String,
     pub finished_at: Option<String>,
     /// `running`, `succeeded`, `succeeded_with_quarantine`, `failed` or `interrupted`.
@@ -569,6 +602,7 @@ pub fn run(
         config_file: config.file.display().to_string(),
         config_hash: config.config_hash.clone(),
         tool_version: TOOL_VERSION.to_string(),
+        code_version: code_version().to_string(),
         started_at: now(),
         finished_at: None,
         status: "running".into(),

@@ -198,7 +198,8 @@ pub fn poisson(
             });
         }
         rgb_to_lab(&RgbPlane {
-            width: u32::try_from(data.len()).unwrap_or(u32::MAX),
+            // At most the crop's pixel count, itself a product of two `u32`s that fits.
+            width: data.len() as u32,
             height: 1,
             data,
         })

@@ -50,6 +50,7 @@ impl InsertBackend {
 
 /// Settings of [`InsertionEngine`] beyond its backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct InsertConfig {
     /// Semantic-label ids of movable objects (see [`SemanticObjects`]).
     pub semantic_objects: SemanticObjects,
@@ -58,7 +59,8 @@ pub struct InsertConfig {
     pub min_visible_fraction: f64,
     /// Give generated annotations the instance mask of their visible pixels (COCO RLE).
     pub store_masks: bool,
-    /// Rounds of filter, drop, re-compose and re-check of the objects the drop uncovered.
+    /// Rounds of filter, drop (or render again), re-compose and re-check of the objects a change
+    /// uncovered; a render again needs a round left to be judged in.
     pub max_filter_rounds: u32,
     /// Renders of one planned object with the exemplar backend: an object the filter rejects is
     /// rendered again at the same place and size from another cut-out (never one already tried),
@@ -112,8 +114,17 @@ pub struct InsertionReport {
     pub filter: Option<Verdict>,
     /// Renders of this object: more than one when the filter rejected earlier cut-outs.
     pub attempts: u32,
+    /// The renders the filter rejected before the last, in order: cut-out and verdict.
+    pub rejected: Vec<RejectedRender>,
     /// The backend's parameters (selection, harmonisation, blur, noise, blend).
     pub render: serde_json::Value,
+}
+
+/// A render of a planned object that the filter rejected and that was replaced by another.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RejectedRender {
+    pub asset_id: Option<String>,
+    pub verdict: Verdict,
 }
 
 /// The result of one frame variant's insertions.
@@ -132,6 +143,8 @@ pub struct InsertOutcome {
     pub kept: u64,
     pub filtered_out: u64,
     pub not_rendered: u64,
+    /// Renders beyond each object's first (see [`InsertConfig::max_attempts`]).
+    pub rendered_again: u64,
 }
 
 /// Renders plan rows into frames (see the crate documentation).
@@ -162,9 +175,10 @@ struct Item<'r> {
     reason: Option<String>,
     verdict: Option<Verdict>,
     occluders_near: bool,
-    /// Renders so far, and the cut-outs they used.
+    /// Renders so far, the cut-outs they used, and the rejected ones' verdicts.
     attempts: u32,
     tried: Vec<String>,
+    rejected: Vec<RejectedRender>,
 }
 
 /// The random stream of one render of a planned object: the first render's is the object's own,
@@ -177,6 +191,11 @@ fn render_rng(row: &PlanRow, attempt: u32) -> ChaCha8Rng {
 
 impl InsertionEngine {
     pub fn new(backend: InsertBackend, config: InsertConfig) -> Result<Self, EngineError> {
+        if config.max_attempts == 0 {
+            return Err(EngineError::Config(
+                "max_attempts must be at least 1 (one render per object)".into(),
+            ));
+        }
         if !(0.0..=1.0).contains(&config.min_visible_fraction) {
             return Err(EngineError::Config(format!(
                 "min_visible_fraction {} must be in 0..=1",
@@ -262,6 +281,7 @@ impl InsertionEngine {
                 occluders_near,
                 attempts: 1,
                 tried,
+                rejected: Vec::new(),
             });
         }
 
@@ -328,29 +348,39 @@ impl InsertionEngine {
                         {
                             let item = &items[i];
                             let mut rng = render_rng(item.row, item.attempts);
-                            e.render(
+                            Some(e.render(
                                 frame.image,
                                 item.row,
                                 item.occluders_near,
                                 &item.tried,
                                 &mut rng,
-                            )?
-                            .ok()
+                            )?)
                         }
                         _ => None,
                     };
                     let item = &mut items[i];
-                    if let Some(again) = retry {
-                        item.attempts += 1;
-                        item.tried.extend(again.asset_id.clone());
-                        dropped.push(again.layer.rect);
-                        item.rendered = Ok(again);
-                        item.verdict = None;
-                    } else {
-                        item.status = InsertionStatus::FilteredOut;
-                        item.reason =
-                            Some(format!("filter score {:.3} below threshold", verdict.score));
-                        item.verdict = Some(verdict);
+                    match retry {
+                        Some(Ok(again)) => {
+                            let asset_id =
+                                item.rendered.as_ref().ok().and_then(|r| r.asset_id.clone());
+                            item.rejected.push(RejectedRender { asset_id, verdict });
+                            item.attempts += 1;
+                            item.tried.extend(again.asset_id.clone());
+                            dropped.push(again.layer.rect);
+                            item.rendered = Ok(again);
+                            item.verdict = None;
+                        }
+                        other => {
+                            item.status = InsertionStatus::FilteredOut;
+                            item.reason = Some(match other {
+                                Some(Err(skip)) => format!(
+                                    "filter score {:.3} below threshold; not rendered again: {skip}",
+                                    verdict.score
+                                ),
+                                _ => format!("filter score {:.3} below threshold", verdict.score),
+                            });
+                            item.verdict = Some(verdict);
+                        }
                     }
                 }
             }
@@ -399,6 +429,7 @@ impl InsertionEngine {
                 substituted: false,
                 filter: item.verdict.clone(),
                 attempts: item.attempts,
+                rejected: item.rejected.clone(),
                 render: serde_json::Value::Null,
             };
             if let Ok(r) = &item.rendered {
@@ -517,6 +548,7 @@ impl InsertionEngine {
             kept: count(InsertionStatus::Kept),
             filtered_out: count(InsertionStatus::FilteredOut),
             not_rendered: count(InsertionStatus::NotRendered),
+            rendered_again: items.iter().map(|i| u64::from(i.attempts - 1)).sum(),
             reports,
             step,
         })

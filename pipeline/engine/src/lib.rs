@@ -26,8 +26,9 @@
 //! stream of its plan row's seed, so the same rows give the same bytes.
 //!
 //! A [`QualityFilter`] (the COCO detector: [`DetectorFilter`]) judges each kept object in the
-//! composed frame; rejected ones are dropped and the frame re-composed without them, with their
-//! scores in the report.
+//! composed frame; a rejected one is rendered again from another cut-out at the same place (up
+//! to [`InsertConfig::max_attempts`] renders), else dropped and the frame re-composed without it,
+//! with every verdict in the report.
 //!
 //! # Vehicle edits
 //!
@@ -66,6 +67,7 @@ pub use frame::{FrameInput, PixelSource, SemanticObjects};
 pub use harmonise::{Harmonisation, HarmoniseConfig, LabStats};
 pub use insert::{
     InsertBackend, InsertConfig, InsertOutcome, InsertionEngine, InsertionReport, InsertionStatus,
+    RejectedRender,
 };
 pub use library::{
     Exemplar, ExemplarLibrary, Fit, SUBSTITUTIONS, SelectionConfig, Tier, normalise_class,

@@ -68,6 +68,9 @@ impl ExemplarLibrary {
                     lighting: asset.lighting,
                 })
             })
+            .collect::<Vec<Result<Exemplar, EngineError>>>()
+            .into_iter()
+            // The first failure in bank order, as a serial decode would report.
             .collect::<Result<Vec<_>, EngineError>>()?;
         Ok(Self::from_exemplars(exemplars))
     }

@@ -164,6 +164,8 @@ pub struct AugmentSummary {
     pub insertions_rendered: u64,
     pub insertions_filtered_out: u64,
     pub insertions_not_rendered: u64,
+    /// Renders beyond each insertion's first, of insertions the filter rejected.
+    pub insertions_rendered_again: u64,
     pub vehicles_edited: u64,
     pub weather_applied: u64,
     pub quarantined: u64,
@@ -225,6 +227,7 @@ struct VariantCounts {
     rendered: u64,
     filtered_out: u64,
     not_rendered: u64,
+    rendered_again: u64,
     vehicles: u64,
     weather: u64,
 }
@@ -232,7 +235,8 @@ struct VariantCounts {
 /// Heap bytes of a record, roughly: its encoded images plus a guess per annotation. The channels
 /// budget on this, so it needs to be in proportion, not exact.
 fn record_bytes(r: &FrameRecord) -> usize {
-    r.image.as_ref().map_or(0, Vec::len)
+    // Capacity, not length: an encoded frame's buffer is allocated for the raw frame.
+    r.image.as_ref().map_or(0, Vec::capacity)
         + r.semantic_label.as_ref().map_or(0, Vec::len)
         + 512 * r.annotations.len()
         + 1024
@@ -561,6 +565,7 @@ impl Output<'_> {
                     summary.insertions_rendered += counts.rendered;
                     summary.insertions_filtered_out += counts.filtered_out;
                     summary.insertions_not_rendered += counts.not_rendered;
+                    summary.insertions_rendered_again += counts.rendered_again;
                     summary.vehicles_edited += counts.vehicles;
                     summary.weather_applied += counts.weather;
                 }
@@ -700,6 +705,7 @@ fn variant_of(
                     .map_err(|e| e.to_string())?;
                 counts.rendered += outcome.kept;
                 counts.filtered_out += outcome.filtered_out;
+                counts.rendered_again += outcome.rendered_again;
                 counts.not_rendered += outcome.not_rendered;
                 if outcome.kept > 0 {
                     changed = true;

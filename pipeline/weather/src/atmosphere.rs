@@ -355,7 +355,9 @@ pub fn box_stats(
             let m = modulation.map(|m| {
                 let xs: Vec<usize> = (x0..x1).collect();
                 let ys: Vec<usize> = (y0..y1).collect();
-                m(&xs, &ys)
+                let values = m(&xs, &ys);
+                debug_assert_eq!(values.len(), xs.len() * ys.len(), "one value per box pixel");
+                values
             });
             let mut m = m.iter().flatten();
             for y in y0..y1 {
@@ -379,4 +381,54 @@ pub fn box_stats(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transmission_at_samples_is_the_full_map_there() {
+        let (w, h) = (37usize, 23usize);
+        let metres: Vec<f32> = (0..w * h)
+            .map(|i| match i % 7 {
+                0 => f32::INFINITY,
+                k => 4.0 + (i as f32) * 0.37 + k as f32,
+            })
+            .collect();
+        let depth = DepthMap::new(w as u32, h as u32, metres).expect("depth");
+        let modulation: Vec<f32> = (0..w * h).map(|i| 0.8 + 0.01 * (i % 40) as f32).collect();
+        let k = Intrinsics {
+            fx: 30.0,
+            fy: 28.0,
+            cx: 18.0,
+            cy: 11.0,
+        };
+        let (xs, ys) = ([0usize, 5, 17, 36], [0usize, 9, 22]);
+        for (m, intrinsics) in [
+            (None, None),
+            (Some(&modulation), None),
+            (None, Some(&k)),
+            (Some(&modulation), Some(&k)),
+        ] {
+            let full = transmission(&depth, 0.02, m.map(Vec::as_slice), intrinsics);
+            let sampled_m: Option<Vec<f32>> = m.map(|m| {
+                ys.iter()
+                    .flat_map(|&y| xs.iter().map(move |&x| m[y * w + x]))
+                    .collect()
+            });
+            let at = transmission_at(&depth, 0.02, sampled_m.as_deref(), intrinsics, (&xs, &ys));
+            for (j, &y) in ys.iter().enumerate() {
+                for (i, &x) in xs.iter().enumerate() {
+                    assert_eq!(
+                        at[j * xs.len() + i].to_bits(),
+                        full[y * w + x].to_bits(),
+                        "({x}, {y}), modulated {}, intrinsics {}",
+                        m.is_some(),
+                        intrinsics.is_some()
+                    );
+                }
+            }
+        }
+    }
 }

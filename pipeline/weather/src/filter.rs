@@ -288,7 +288,7 @@ pub fn upsample_taps(n: usize, low: usize, s: usize) -> Vec<(usize, usize, f32)>
 }
 
 /// The coefficients of a guided filter (He, Sun, Tang 2010/2013), `q = a I + b`, computed from
-/// inputs pooled by `s` (the "fast guided filter", He and Sun 2015: the linear coefficients are
+/// inputs reduced by `s` (block means or one sample per block; the "fast guided filter", He and Sun 2015: the linear coefficients are
 /// smooth, so they are computed at low resolution and upsampled; the output still follows the
 /// full-resolution guide's edges). `s = 1` is the exact filter. The low-resolution work is in
 /// `f64`, so a constant input comes back unchanged to about 1e-7.
@@ -301,8 +301,9 @@ pub struct GuidedCoefficients {
 }
 
 impl GuidedCoefficients {
-    /// From the pooled guide and input (`lw x lh`, see [`pool_mean`]) of a `w x h` frame, the
-    /// full-resolution radius `r` and regularisation `eps`.
+    /// From the guide and input reduced by `s` (`lw x lh`: block means as [`pool_mean`] gives,
+    /// or one sample per block) of a `w x h` frame, the full-resolution radius `r` and
+    /// regularisation `eps`.
     #[allow(
         clippy::too_many_arguments,
         reason = "the filter's own parameters and sizes"

@@ -11,7 +11,7 @@ use crate::atmosphere::{
 use crate::color::{decode_lut, encode_lut, encode_scaled, gray, gray_luts, pool_gray};
 use crate::error::Check;
 use crate::filter::GuidedCoefficients;
-use crate::noise::{Stream, rng, value_noise_at};
+use crate::noise::{Stream, ValueNoise, rng};
 use crate::{ScalarMap, WeatherContext, WeatherError, WeatherMaps, WeatherOutput, provenance};
 
 /// Homogeneous (optionally gently varying) fog.
@@ -103,38 +103,41 @@ impl Fog {
         let air = airlight_of(image, self.atmospheric_light);
         let beta = beta_from_visibility(self.visibility_m);
         let modulation = (self.spatial_variation > 0.0).then(|| Modulation {
-            width: w,
-            height: h,
-            cell: (self.variation_scale * w as f32).max(2.0),
+            noise: ValueNoise::new(
+                w,
+                h,
+                (self.variation_scale * w as f32).max(2.0),
+                2,
+                &mut rng(seed, Stream::FogVariation),
+            ),
             amplitude: self.spatial_variation,
-            seed,
         });
         let intrinsics = ctx.intrinsics.as_ref();
-        let every_pixel = || -> (Vec<usize>, Vec<usize>) { ((0..w).collect(), (0..h).collect()) };
-        let raw = (self.guided_radius == 0 || ctx.diagnostic_maps).then(|| {
-            let (xs, ys) = every_pixel();
+        let full_raw = || {
+            let (xs, ys): (Vec<usize>, Vec<usize>) = ((0..w).collect(), (0..h).collect());
             let m = modulation.as_ref().map(|m| m.at(&xs, &ys));
             transmission(ctx.depth, beta, m.as_deref(), intrinsics)
-        });
-        let (t, out) = match &raw {
-            Some(raw) if self.guided_radius == 0 => {
-                (raw.clone(), koschmieder_srgb(image, raw, air.linear))
-            }
-            _ => {
-                // The fast guided filter's input (He and Sun 2015): the raw transmission at one
-                // pixel of each subsampling block, so that depth, noise and exponential are
-                // evaluated per block rather than per pixel.
-                let s = self.guided_subsample as usize;
-                let centres = |n: usize| -> Vec<usize> {
-                    (0..n.div_ceil(s))
-                        .map(|i| (i * s + (s - 1) / 2).min(n - 1))
-                        .collect()
-                };
-                let (xs, ys) = (centres(w), centres(h));
-                let m = modulation.as_ref().map(|m| m.at(&xs, &ys));
-                let p_low = transmission_at(ctx.depth, beta, m.as_deref(), intrinsics, (&xs, &ys));
-                self.smooth_and_fog(image, &p_low, (xs.len(), ys.len()), air.linear)
-            }
+        };
+        let (t, raw, out) = if self.guided_radius == 0 {
+            let t = full_raw();
+            let out = koschmieder_srgb(image, &t, air.linear);
+            (t.clone(), ctx.diagnostic_maps.then_some(t), out)
+        } else {
+            // The fast guided filter's input (He and Sun 2015): the raw transmission at one pixel
+            // of each subsampling block (offset (s - 1) / 2, within half a pixel of the block's
+            // centre, immaterial to a filter of radius r), so that depth, noise and exponential
+            // are evaluated per block rather than per pixel.
+            let s = self.guided_subsample as usize;
+            let samples = |n: usize| -> Vec<usize> {
+                (0..n.div_ceil(s))
+                    .map(|i| (i * s + (s - 1) / 2).min(n - 1))
+                    .collect()
+            };
+            let (xs, ys) = (samples(w), samples(h));
+            let m = modulation.as_ref().map(|m| m.at(&xs, &ys));
+            let p_low = transmission_at(ctx.depth, beta, m.as_deref(), intrinsics, (&xs, &ys));
+            let (t, out) = self.smooth_and_fog(image, &p_low, (xs.len(), ys.len()), air.linear);
+            (t, ctx.diagnostic_maps.then(full_raw), out)
         };
         let sampler = |xs: &[usize], ys: &[usize]| {
             modulation.as_ref().map_or_else(Vec::new, |m| m.at(xs, ys))
@@ -164,9 +167,9 @@ impl Fog {
         })
     }
 
-    /// The guided filter of the raw transmission sampled per block (guide: the frame's grey
-    /// level, block means), fused with
-    /// Koschmieder's law: one pass writes the smoothed transmission and the fogged pixel.
+    /// The guided filter of the raw transmission sampled per block (guide: the frame's grey level,
+    /// block means), fused with Koschmieder's law: one pass writes the smoothed transmission and
+    /// the fogged pixel.
     fn smooth_and_fog(
         &self,
         image: &RgbImage,
@@ -226,17 +229,13 @@ impl Fog {
 /// The spatial variation of `beta`: `1 + a n(x, y)` with `n` the frame's seeded value noise,
 /// evaluated only at the pixels asked for (the same values wherever it is asked).
 struct Modulation {
-    width: usize,
-    height: usize,
-    cell: f32,
+    noise: ValueNoise,
     amplitude: f32,
-    seed: u64,
 }
 
 impl Modulation {
     fn at(&self, xs: &[usize], ys: &[usize]) -> Vec<f32> {
-        let mut rng = rng(self.seed, Stream::FogVariation);
-        let mut m = value_noise_at(self.width, self.height, self.cell, 2, &mut rng, xs, ys);
+        let mut m = self.noise.at_grid(xs, ys);
         for v in &mut m {
             *v = 1.0 + self.amplitude * *v;
         }

@@ -31,56 +31,65 @@ pub fn rng(seed: u64, stream: Stream) -> ChaCha8Rng {
 pub fn value_noise(w: usize, h: usize, cell: f32, octaves: u32, rng: &mut ChaCha8Rng) -> Vec<f32> {
     let xs: Vec<usize> = (0..w).collect();
     let ys: Vec<usize> = (0..h).collect();
-    value_noise_at(w, h, cell, octaves, rng, &xs, &ys)
+    ValueNoise::new(w, h, cell, octaves, rng).at_grid(&xs, &ys)
 }
 
-/// [`value_noise`] of a `w x h` image at the pixels `xs x ys` only (row-major: `ys.len()` rows of
-/// `xs.len()` values): bit for bit the full noise's values there, for the cost of the samples.
-pub fn value_noise_at(
-    w: usize,
-    h: usize,
-    cell: f32,
-    octaves: u32,
-    rng: &mut ChaCha8Rng,
-    xs: &[usize],
-    ys: &[usize],
-) -> Vec<f32> {
-    let mut out = vec![0.0f32; xs.len() * ys.len()];
-    let mut amplitude = 1.0f32;
-    let mut total = 0.0f32;
-    let mut cell = cell.max(2.0);
-    for _ in 0..octaves.max(1) {
-        add_octave(&mut out, (w, h), (xs, ys), cell, amplitude, rng);
-        total += amplitude;
-        amplitude *= 0.5;
-        cell = (cell * 0.5).max(2.0);
+/// The octave grids of [`value_noise`] of a `w x h` image, drawn once, to evaluate where needed.
+#[derive(Debug, Clone)]
+pub struct ValueNoise {
+    /// Per octave: grid values, grid width and height, cell size, amplitude.
+    octaves: Vec<(Vec<f32>, usize, usize, f32, f32)>,
+    total: f32,
+}
+
+impl ValueNoise {
+    pub fn new(w: usize, h: usize, cell: f32, octaves: u32, rng: &mut ChaCha8Rng) -> Self {
+        let mut layers = Vec::new();
+        let (mut cell, mut amplitude, mut total) = (cell.max(2.0), 1.0f32, 0.0f32);
+        for _ in 0..octaves.max(1) {
+            let gw = (w as f32 / cell).ceil() as usize + 2;
+            let gh = (h as f32 / cell).ceil() as usize + 2;
+            let grid: Vec<f32> = (0..gw * gh)
+                .map(|_| rng.random_range(-1.0f32..=1.0))
+                .collect();
+            layers.push((grid, gw, gh, cell, amplitude));
+            total += amplitude;
+            amplitude *= 0.5;
+            cell = (cell * 0.5).max(2.0);
+        }
+        Self {
+            octaves: layers,
+            total,
+        }
     }
-    let norm = 1.0 / total;
-    for v in &mut out {
-        *v *= norm;
+
+    /// The noise at the pixels `xs x ys` (row-major: `ys.len()` rows of `xs.len()`): bit for bit
+    /// [`value_noise`]'s values there, for the cost of the samples.
+    pub fn at_grid(&self, xs: &[usize], ys: &[usize]) -> Vec<f32> {
+        let mut out = vec![0.0f32; xs.len() * ys.len()];
+        for (grid, gw, gh, cell, amplitude) in &self.octaves {
+            add_octave(&mut out, (grid, *gw, *gh), (xs, ys), *cell, *amplitude);
+        }
+        let norm = 1.0 / self.total;
+        for v in &mut out {
+            *v *= norm;
+        }
+        out
     }
-    out
 }
 
 fn smoothstep(t: f32) -> f32 {
     t * t * (3.0 - 2.0 * t)
 }
 
-/// One octave over the image's `(w, h)` grid (the random draws depend on the size only), added
-/// at the sample pixels `(xs, ys)`.
+/// One octave's grid, interpolated at the sample pixels `(xs, ys)` and added.
 fn add_octave(
     out: &mut [f32],
-    (w, h): (usize, usize),
+    (grid, gw, gh): (&[f32], usize, usize),
     (xs, ys): (&[usize], &[usize]),
     cell: f32,
     amplitude: f32,
-    rng: &mut ChaCha8Rng,
 ) {
-    let gw = (w as f32 / cell).ceil() as usize + 2;
-    let gh = (h as f32 / cell).ceil() as usize + 2;
-    let grid: Vec<f32> = (0..gw * gh)
-        .map(|_| rng.random_range(-1.0f32..=1.0))
-        .collect();
     // Column taps once: grid column and smoothed weight.
     let taps: Vec<(usize, f32)> = xs
         .iter()
@@ -247,7 +256,8 @@ mod tests {
     fn value_noise_at_samples_is_the_full_noise_there() {
         let full = value_noise(50, 30, 8.0, 2, &mut rng(4, Stream::FogVariation));
         let (xs, ys) = ([0usize, 7, 49], [3usize, 29]);
-        let at = value_noise_at(50, 30, 8.0, 2, &mut rng(4, Stream::FogVariation), &xs, &ys);
+        let at =
+            ValueNoise::new(50, 30, 8.0, 2, &mut rng(4, Stream::FogVariation)).at_grid(&xs, &ys);
         for (k, &y) in ys.iter().enumerate() {
             for (i, &x) in xs.iter().enumerate() {
                 assert_eq!(at[k * xs.len() + i].to_bits(), full[y * 50 + x].to_bits());

@@ -517,6 +517,52 @@ mod determinism_and_validation {
         ]
     }
 
+    /// Fog computes its full-resolution raw transmission only for diagnostics: the image, the
+    /// per-box figures and the provenance must not depend on whether it is asked for.
+    #[test]
+    fn diagnostic_maps_change_nothing_but_the_maps() {
+        let (w, h) = (160, 96);
+        let image = frame(w, h);
+        let mut depth = DepthMap::from_ground_plane(w, h, 35.0, 180.0).expect("depth");
+        let boxes = [
+            BBox::new(40.0, 40.0, 80.0, 70.0),
+            BBox::new(150.0, 60.0, 160.0, 96.0),
+        ];
+        depth.with_boxes_on_ground(&boxes);
+        let k = Intrinsics {
+            fx: 150.0,
+            fy: 150.0,
+            cx: 80.0,
+            cy: 40.0,
+        };
+        let varying = |guided_radius| Fog {
+            spatial_variation: 0.4,
+            variation_scale: 0.3,
+            guided_radius,
+            ..Fog::with_visibility(120.0)
+        };
+        for fog in [varying(8), varying(0), Fog::with_visibility(300.0)] {
+            for with_intrinsics in [false, true] {
+                let ctx = WeatherContext::new(&depth).with_boxes(&boxes);
+                let ctx = if with_intrinsics {
+                    ctx.with_intrinsics(k)
+                } else {
+                    ctx
+                };
+                let full = fog.apply(&image, &ctx, 5).expect("with maps");
+                let lean = fog
+                    .apply(&image, &ctx.without_diagnostic_maps(), 5)
+                    .expect("without maps");
+                assert_eq!(full.image.as_raw(), lean.image.as_raw(), "{fog:?}");
+                assert_eq!(full.per_box, lean.per_box, "{fog:?}");
+                assert_eq!(full.params, lean.params, "{fog:?}");
+                assert_eq!(full.maps.transmission, lean.maps.transmission, "{fog:?}");
+                assert!(full.maps.raw_transmission.is_some());
+                assert!(lean.maps.raw_transmission.is_none());
+            }
+        }
+    }
+
     #[test]
     fn same_seed_same_bytes_different_seed_different_bytes() {
         let (w, h) = (160, 96);

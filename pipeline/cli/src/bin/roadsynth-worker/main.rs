@@ -122,7 +122,7 @@ fn augment(
         print!("shard {shard}: ");
     }
     println!(
-        "augmented {} frames of {} with {}: {} variants written ({} unchanged, dropped); insertions: {} planned, {} kept, {} filtered out, {} not rendered; {} vehicles edited; {} weather effects; {} real frames kept; version {} in {:.1}s",
+        "augmented {} frames of {} with {}: {} variants written ({} unchanged, dropped); insertions: {} planned, {} kept, {} filtered out, {} not rendered, {} rendered again; {} vehicles edited; {} weather effects; {} real frames kept; version {} in {:.1}s",
         s.frames_read,
         args.dataset.display(),
         scenario.name,
@@ -132,6 +132,7 @@ fn augment(
         s.insertions_rendered,
         s.insertions_filtered_out,
         s.insertions_not_rendered,
+        s.insertions_rendered_again,
         s.vehicles_edited,
         s.weather_applied,
         s.real_frames_written,
