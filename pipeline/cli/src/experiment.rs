@@ -307,7 +307,8 @@ pub fn run(
         .collect::<Result<Vec<_>>>()?;
     let mut examples = generated_examples(config, spec)?;
     examples.extend(detection_examples(spec, &tests, &seeds, &detections)?);
-    let (notes, caveats) = notes(spec, &seeds, frames_per_epoch, &scores, &tests);
+    let (mut notes, caveats) = notes(spec, &seeds, frames_per_epoch, &scores, &tests);
+    notes.extend(training_data_notes(config, spec)?);
     let experiment = Experiment {
         name: format!("Detector retraining, run {run_id}"),
         run_id: run_id.to_string(),
@@ -321,6 +322,35 @@ pub fn run(
     };
     roadsynth_report::write_report(&report_dir, &experiment)?;
     Ok(report_dir)
+}
+
+/// What each arm trained on: its training split's frames and annotations per class (an arm
+/// whose generator drops objects trains on fewer of them, which the figures alone would hide).
+fn training_data_notes(config: &Orchestrator, spec: &ExperimentSpec) -> Result<Vec<String>> {
+    spec.arms
+        .iter()
+        .map(|(arm, dataset)| {
+            let root = config.datasets_root.join(dataset);
+            let opened = Dataset::open(&root)
+                .with_context(|| format!("opening {}", root.display()))?;
+            let stats = opened
+                .manifest()
+                .splits
+                .get(&spec.train_split)
+                .cloned()
+                .unwrap_or_default();
+            let classes = stats
+                .classes
+                .iter()
+                .map(|(class, n)| format!("{class} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Ok(format!(
+                "Training data of {arm} ({dataset}, split {}): {} frames, {} annotations ({classes}).",
+                spec.train_split, stats.frames, stats.annotations
+            ))
+        })
+        .collect()
 }
 
 /// What the report says about how the arms were made comparable, and what it cannot vouch for.
