@@ -250,7 +250,7 @@ fn masks_and_occlusion_match_pycocotools() {
     if !python_module("pycocotools") {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pycocotools_masks.py");
+    let script = roadsynth_testkit::package_dir().join("tests/pycocotools_masks.py");
     let classes: Vec<&str> = ANIMALS.iter().chain(&VEHICLES).copied().collect();
     let output = std::process::Command::new("python3")
         .arg(&script)

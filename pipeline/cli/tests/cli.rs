@@ -321,7 +321,7 @@ fn missing_input_is_a_clear_error() {
 
 #[test]
 fn scenario_validate_reports_every_error_of_every_file_and_exits_1() {
-    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let scenarios = roadsynth_testkit::repo_root().join("scenarios");
     let fog = scenarios.join("weather-fog.yaml");
     let animals = scenarios.join("animals-on-roads.yaml");
     let out = roadsynth(&["scenario", "validate", s(&fog), s(&animals)]);
@@ -400,8 +400,7 @@ fn plan_animals_on_camvid_writes_a_plan_table() {
         "--output",
         s(&ds),
     ]);
-    let scenario =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/animals-on-roads.yaml");
+    let scenario = roadsynth_testkit::repo_root().join("scenarios/animals-on-roads.yaml");
     let plan = work.path().join("plan.parquet");
     let out = ok(&[
         "plan",
@@ -456,8 +455,7 @@ fn scenario_preview_draws_pngs_and_a_rerun_recording() {
         "--output",
         s(&ds),
     ]);
-    let scenario =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/animals-on-roads.yaml");
+    let scenario = roadsynth_testkit::repo_root().join("scenarios/animals-on-roads.yaml");
     let out = work.path().join("preview");
     let stdout = ok(&[
         "scenario",
@@ -548,7 +546,7 @@ fn run_the_repository_orchestrator_runs_every_stage_and_skips_unchanged_ones() {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = roadsynth_testkit::repo_root();
     // The repository's own file, with its outputs redirected to a temporary folder and each
     // augmentation cut to a few frames (the full run is the README's main command).
     let text = std::fs::read_to_string(repo.join("orchestrator.yaml")).expect("orchestrator.yaml");
@@ -787,7 +785,7 @@ fn orchestrator_errors_are_reported_at_their_place() {
 /// points editors at it and validates.
 #[test]
 fn issue_6_orchestrator_schema_is_current_and_the_repository_file_validates() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = roadsynth_testkit::repo_root();
     let committed =
         std::fs::read_to_string(repo.join("orchestrator.schema.json")).unwrap_or_default();
     let out = roadsynth(&["orchestrator", "schema"]);
@@ -1372,7 +1370,7 @@ fn issue_6_killed_or_interrupted_run_resumes_to_the_same_bytes() {
         return;
     };
     let yolox = roadsynth_testkit::shared("models/yolox-nano/yolox_nano.onnx").expect("yolox");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = roadsynth_testkit::repo_root();
     let work = tempfile::tempdir().expect("tempdir");
     let file = work.path().join("orchestrator.yaml");
     std::fs::write(
@@ -1962,7 +1960,7 @@ fn issue_7_external_trainer_hook_scores_yolox_on_road_animals() {
     }
     let work = tempfile::tempdir().expect("tempdir");
     let w = work.path();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let script = roadsynth_testkit::package_dir()
         .join("../../detector/external/yolox_onnx_predict.py")
         .canonicalize()
         .expect("the shipped YOLOX script");
@@ -2201,7 +2199,7 @@ outputs:
 /// `lib.rs` say the same thing, and every workspace crate is in the table.
 #[test]
 fn every_crate_is_described_alike_in_the_architecture_table_cargo_toml_and_lib_rs() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = roadsynth_testkit::repo_root();
     let architecture = std::fs::read_to_string(repo.join("ARCHITECTURE.md")).expect("read");
     let rows: Vec<(String, String, String)> = architecture
         .lines()

@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model_dir = model.unwrap_or_else(|| {
         std::env::var_os("ROADSYNTH_SHARED")
             .map_or_else(
-                || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+                || roadsynth_testkit::repo_root().join("../shared"),
                 PathBuf::from,
             )
             .join("models/tiny-sd-inpaint")

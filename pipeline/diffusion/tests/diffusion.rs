@@ -363,7 +363,7 @@ fn both_export_conventions_give_the_same_result() {
         return;
     }
     let converted = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/convert_conventions.py");
+    let script = roadsynth_testkit::package_dir().join("tests/convert_conventions.py");
     let status = std::process::Command::new("python3")
         .arg(&script)
         .arg(&dir)
@@ -445,7 +445,7 @@ fn a_text_to_image_unet_is_rejected_by_channel_count() {
 }
 
 fn reference(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path = roadsynth_testkit::package_dir()
         .join("tests/reference")
         .join(name);
     let text = std::fs::read_to_string(&path)

@@ -103,7 +103,7 @@ fn camvid_plans() -> Option<&'static [Planned]> {
                 coco::scan(&root.join("annotations_train.json"), None, "train").expect("scan"),
             );
             let scenario_path =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/animals-on-roads.yaml");
+                roadsynth_testkit::repo_root().join("scenarios/animals-on-roads.yaml");
             let scenario = roadsynth_scenario::load(&scenario_path).expect("scenario");
             let Some(Operation::InsertObjects(insert)) = scenario
                 .operations

@@ -1,7 +1,6 @@
 //! Planning benchmark (run by `scripts/bench.sh`): `insert_objects` of `animals-on-roads.yaml` over
 //! 10k `CamVid`-based frames with ground masks cached. Target: under 10 s on 2 cores.
 
-use std::path::Path;
 use std::time::Instant;
 
 use roadsynth_dataset::{Dataset, DatasetWriter, Projection, WriteOptions};
@@ -41,8 +40,7 @@ fn main() {
     w.commit(serde_json::json!({"bench": true}))
         .expect("commit");
 
-    let scenario_path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/animals-on-roads.yaml");
+    let scenario_path = roadsynth_testkit::repo_root().join("scenarios/animals-on-roads.yaml");
     let scenario = roadsynth_scenario::load(&scenario_path).expect("scenario");
     let t = Instant::now();
     let (_, first) = plan_dataset(&big, &scenario, &PlanOptions::default(), None).expect("plan");

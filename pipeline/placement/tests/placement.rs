@@ -276,7 +276,7 @@ mod camvid {
     }
 
     fn scenario(name: &str) -> roadsynth_scenario::Scenario {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        let path = roadsynth_testkit::package_dir()
             .join("../../scenarios")
             .join(name);
         roadsynth_scenario::load(&path).expect("shipped scenario is valid")
@@ -383,7 +383,7 @@ mod camvid {
 
         // Golden: the first frames' plan, rounded, as committed.
         let golden_path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/camvid_animals_plan.json");
+            roadsynth_testkit::package_dir().join("tests/golden/camvid_animals_plan.json");
         let round = |x: f64| (x * 1e4).round() / 1e4;
         let head: Vec<serde_json::Value> = rows
             .iter()

@@ -12,7 +12,7 @@ use roadsynth_scenario::{
 };
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    roadsynth_testkit::repo_root()
 }
 
 fn shipped(name: &str) -> Scenario {

@@ -6,11 +6,35 @@
 
 use std::path::{Path, PathBuf};
 
+/// The folder of the package whose test or example is running: cargo's `CARGO_MANIFEST_DIR` at
+/// run time. The compile-time value is only a fallback: with a build folder shared between
+/// checkouts (as `scripts/env.sh` sets up), a test binary built in one checkout can be reused by
+/// another, and must read that other checkout's files.
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
+/// The repository root: the nearest folder above [`package_dir`] holding `orchestrator.yaml`.
+///
+/// # Panics
+/// When no such folder exists (the package is not inside a roadsynth checkout).
+pub fn repo_root() -> PathBuf {
+    let start = package_dir();
+    start
+        .ancestors()
+        .find(|d| d.join("orchestrator.yaml").is_file())
+        .map_or_else(
+            || panic!("no orchestrator.yaml above {}", start.display()),
+            Path::to_path_buf,
+        )
+}
+
 /// The shared data root, if present.
 pub fn shared_root() -> Option<PathBuf> {
     let root = match std::env::var_os("ROADSYNTH_SHARED") {
         Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+        None => repo_root().join("../shared"),
     };
     root.is_dir().then(|| root.canonicalize().unwrap_or(root))
 }
