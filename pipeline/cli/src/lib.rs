@@ -40,6 +40,15 @@ pub fn exec_worker(args: impl IntoIterator<Item = OsString>) -> anyhow::Error {
     )
 }
 
+/// Names the global rayon pool's threads `rayon-N` (the flow names its own), so that profiles,
+/// panics and `top -H` say which pool a thread belongs to.
+pub fn name_rayon_threads() {
+    // It fails only when the pool already exists, which then keeps working unnamed.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("rayon-{i}"))
+        .build_global();
+}
+
 /// Logs to stderr at `level` (tracing's filter syntax); `RUST_LOG` overrides it.
 pub fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -111,6 +111,7 @@ fn orchestrator_command(command: &OrchestratorCommand) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     roadsynth_cli::init_logging(&cli.log);
+    roadsynth_cli::name_rayon_threads();
 
     let result = match cli.command {
         Command::Ingest(args) => ingest_cmd::run(&args, None),

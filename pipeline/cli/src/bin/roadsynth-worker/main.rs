@@ -176,6 +176,7 @@ fn sharded(mut config: AugmentConfig, args: &augment::AugmentArgs) -> AugmentCon
 fn main() -> ExitCode {
     let cli = Cli::parse();
     roadsynth_cli::init_logging(&cli.log);
+    roadsynth_cli::name_rayon_threads();
     let result = match cli.command {
         Command::Ingest(args) => ingest_cmd::run(&args, Some(&decode)),
         Command::Augment(args) => augment(&args, None, FlowOptions::default()),
