@@ -755,7 +755,7 @@ fn example_image(bytes: &[u8], what: &str) -> Result<(Vec<u8>, f64, f64)> {
     } else {
         image
     };
-    let rgb = image.to_rgb8();
+    let rgb = image.into_rgb8();
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, EXAMPLE_JPEG_QUALITY)
         .write_image(

@@ -52,7 +52,7 @@ pub fn preview(scenario_path: &Path, dataset_root: &Path, frames: usize, out: &P
                 .context("frame read without image bytes")?;
             let image = image::load_from_memory(bytes)
                 .with_context(|| format!("decoding frame {}", record.frame.id))?
-                .to_rgb8();
+                .into_rgb8();
             let ground = geometry.for_frame(&record.frame);
             let overlay = PlanOverlay {
                 real: record

@@ -381,7 +381,7 @@ pub fn ground_masks(
     if let (Some(segmenter), Some(bytes)) = (segmenter, &record.image) {
         let rgb = image::load_from_memory(bytes)
             .map_err(|e| GeometryError::BadImage(e.to_string()))?
-            .to_rgb8();
+            .into_rgb8();
         let drivable = segmenter
             .drivable(&rgb)
             .map_err(|source| GeometryError::Segmenter {

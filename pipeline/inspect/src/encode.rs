@@ -68,7 +68,7 @@ pub(crate) fn viewer_jpeg(
             }
             image::load_from_memory_with_format(bytes, format)
                 .map_err(image_err)?
-                .to_rgb8()
+                .into_rgb8()
         }
         ImageRef::Rgb(rgb) => rgb.clone(),
     };

@@ -599,7 +599,7 @@ fn variants_of(
         Err(e) => return vec![Err(e.clone())],
     };
     let decoded = match record.image.as_deref().map(image::load_from_memory) {
-        Some(Ok(img)) => img.to_rgb8(),
+        Some(Ok(img)) => img.into_rgb8(),
         Some(Err(e)) => {
             return vec![Err(format!(
                 "{}: cannot decode: {e}",
@@ -613,7 +613,7 @@ fn variants_of(
         .semantic_label
         .as_deref()
         .and_then(|b| image::load_from_memory(b).ok())
-        .map(|l| l.to_luma8())
+        .map(image::DynamicImage::into_luma8)
         .filter(|l| l.dimensions() == decoded.dimensions());
     let ground = job.geometry.for_frame(&record.frame);
     let masks = match frame_masks(job, record, &ground) {
