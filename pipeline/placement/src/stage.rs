@@ -143,6 +143,7 @@ pub fn plan_dataset(
     options: &PlanOptions,
     segmenter: Option<&mut dyn DrivableSegmenter>,
 ) -> Result<(Vec<PlanRow>, PlanSummary), PlanError> {
+    // Before the fit, which reads every box: nothing to plan is known without it.
     if !scenario
         .operations
         .iter()
