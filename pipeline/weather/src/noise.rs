@@ -63,6 +63,28 @@ impl ValueNoise {
         }
     }
 
+    /// The noise at pixel `(x, y)`, in about `[-1, 1]` (for sparse uses such as puddles on
+    /// drivable pixels): bit for bit [`value_noise`]'s value there.
+    pub fn at(&self, x: usize, y: usize) -> f32 {
+        // `add_octave`'s arithmetic for one pixel, without its buffers.
+        let mut sum = 0.0f32;
+        for (grid, gw, gh, cell, amplitude) in &self.octaves {
+            let u = x as f32 / cell;
+            let floor_u = u.floor() as usize;
+            let (i, fx) = (floor_u.min(gw - 2), smoothstep(u - floor_u as f32));
+            let v = y as f32 / cell;
+            let j = (v.floor() as usize).min(gh - 2);
+            let fy = smoothstep(v - j as f32);
+            let row = |i: usize| {
+                let a = grid[j * gw + i];
+                a + (grid[(j + 1) * gw + i] - a) * fy
+            };
+            let (left, right) = (row(i), row(i + 1));
+            sum += amplitude * (left + (right - left) * fx);
+        }
+        sum * (1.0 / self.total)
+    }
+
     /// The noise at the pixels `xs x ys` (row-major: `ys.len()` rows of `xs.len()`): bit for bit
     /// [`value_noise`]'s values there, for the cost of the samples.
     pub fn at_grid(&self, xs: &[usize], ys: &[usize]) -> Vec<f32> {
@@ -112,51 +134,6 @@ fn add_octave(
         for (o, &(i, fx)) in out[k * n..(k + 1) * n].iter_mut().zip(&taps) {
             *o += amplitude * (row[i] + (row[i + 1] - row[i]) * fx);
         }
-    }
-}
-
-/// Value noise evaluated at single points (for sparse uses such as puddles on drivable pixels):
-/// the same construction as [`value_noise`]'s octaves.
-#[derive(Debug, Clone)]
-pub struct PointNoise {
-    octaves: Vec<(Vec<f32>, usize, usize, f32, f32)>,
-    norm: f32,
-}
-
-impl PointNoise {
-    pub fn new(w: usize, h: usize, cell: f32, octaves: u32, rng: &mut ChaCha8Rng) -> Self {
-        let mut layers = Vec::new();
-        let (mut cell, mut amplitude, mut total) = (cell.max(2.0), 1.0f32, 0.0f32);
-        for _ in 0..octaves.max(1) {
-            let gw = (w as f32 / cell).ceil() as usize + 2;
-            let gh = (h as f32 / cell).ceil() as usize + 2;
-            let grid: Vec<f32> = (0..gw * gh)
-                .map(|_| rng.random_range(-1.0f32..=1.0))
-                .collect();
-            layers.push((grid, gw, gh, 1.0 / cell, amplitude));
-            total += amplitude;
-            amplitude *= 0.5;
-            cell = (cell * 0.5).max(2.0);
-        }
-        Self {
-            octaves: layers,
-            norm: 1.0 / total,
-        }
-    }
-
-    /// The noise at pixel `(x, y)` (non-negative coordinates), in about `[-1, 1]`.
-    pub fn at(&self, x: usize, y: usize) -> f32 {
-        let mut sum = 0.0;
-        for (grid, gw, gh, inv_cell, amplitude) in &self.octaves {
-            let (u, v) = (x as f32 * inv_cell, y as f32 * inv_cell);
-            let (i, j) = ((u as usize).min(gw - 2), (v as usize).min(gh - 2));
-            let (fx, fy) = (smoothstep(u - i as f32), smoothstep(v - j as f32));
-            let top = grid[j * gw + i] + (grid[j * gw + i + 1] - grid[j * gw + i]) * fx;
-            let row = (j + 1) * gw + i;
-            let bottom = grid[row] + (grid[row + 1] - grid[row]) * fx;
-            sum += amplitude * (top + (bottom - top) * fy);
-        }
-        sum * self.norm
     }
 }
 
@@ -256,11 +233,12 @@ mod tests {
     fn value_noise_at_samples_is_the_full_noise_there() {
         let full = value_noise(50, 30, 8.0, 2, &mut rng(4, Stream::FogVariation));
         let (xs, ys) = ([0usize, 7, 49], [3usize, 29]);
-        let at =
-            ValueNoise::new(50, 30, 8.0, 2, &mut rng(4, Stream::FogVariation)).at_grid(&xs, &ys);
+        let noise = ValueNoise::new(50, 30, 8.0, 2, &mut rng(4, Stream::FogVariation));
+        let at = noise.at_grid(&xs, &ys);
         for (k, &y) in ys.iter().enumerate() {
             for (i, &x) in xs.iter().enumerate() {
                 assert_eq!(at[k * xs.len() + i].to_bits(), full[y * 50 + x].to_bits());
+                assert_eq!(noise.at(x, y).to_bits(), full[y * 50 + x].to_bits());
             }
         }
     }

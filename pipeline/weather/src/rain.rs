@@ -11,7 +11,7 @@ use crate::atmosphere::{
 use crate::color::LinearRgb;
 use crate::error::Check;
 use crate::filter::{pool_mean, upsample_taps};
-use crate::noise::{PointNoise, Stream, rng};
+use crate::noise::{Stream, ValueNoise, rng};
 use crate::particles::{
     MIN_ALPHA, Streak, TruncatedExp, composite, composite_encode, draw_all, plan, sample_depth,
     turn,
@@ -306,7 +306,7 @@ impl Rain {
         }
         // Rough water blurs reflections, mostly along the vertical: three taps `blur_rows` apart.
         let blur_rows = (h / 120).max(1);
-        let puddles = PointNoise::new(w, h, w as f32 / 10.0, 2, &mut rng(seed, Stream::Puddles));
+        let puddles = ValueNoise::new(w, h, w as f32 / 10.0, 2, &mut rng(seed, Stream::Puddles));
         let fresnel: Vec<f32> = (0..h)
             .map(|y| {
                 let below = (y as f32 + 0.5 - horizon).max(0.0);
