@@ -165,8 +165,8 @@ pub fn plan_dataset(
 }
 
 /// [`plan_dataset`] with the dataset's geometry and class statistics already fitted (by
-/// [`dataset_geometry`] with `options.fit`), for a caller that needs them too: the fit is one
-/// serial pass over every box.
+/// [`dataset_geometry`] with `options.fit`), for a caller that needs them too: the fit reads
+/// every box of the dataset.
 pub fn plan_with_geometry(
     dataset_root: &Path,
     dataset: &Dataset,
