@@ -156,7 +156,8 @@ struct AugmentWire {
     assets: Option<String>,
     #[serde(default)]
     renderer: Option<String>,
-    /// Filter insertions with the detector of `models.detector`.
+    /// Filter insertions with the detector of `models.detector`: a rejected one is rendered again
+    /// from another cut-out (up to three renders), then dropped.
     #[serde(default)]
     filter: Option<bool>,
     #[serde(default)]
