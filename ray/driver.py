@@ -14,7 +14,8 @@ A shard whose command fails (any exit status but 0, or 2 for quarantined items) 
 worker dies is retried up to --max-retries times: Ray's own retries of tasks. A shard's output is
 published by an atomic rename and holds no timestamps, so a retry writes the same bytes and a
 killed attempt leaves only a hidden folder. Output lines of every shard stream to this driver as
-they are written (prefixed with the shard), and each finished shard is reported. When all are
+Ray forwards them (prefixed with the shard), and each finished shard is reported with its count
+of progress lines and the last one. When all are
 done, `roadsynth dataset commit-shards` merges them into one version of the output, byte-identical
 to an unsharded `roadsynth augment`, and removes the shard outputs.
 
@@ -68,16 +69,24 @@ def run_command(argv: list[str], cwd: str, env: dict[str, str], label: str) -> d
         bufsize=1,
     )
     assert proc.stdout is not None
+    progress_lines, last_progress = 0, None
     for line in proc.stdout:
-        print(f"[{label}] {line.rstrip()}", flush=True)
+        line = line.rstrip()
+        print(f"[{label}] {line}", flush=True)
+        if line.startswith("progress:"):
+            progress_lines, last_progress = progress_lines + 1, line
     rc = proc.wait()
     if rc not in (0, EXIT_QUARANTINED):
         raise RuntimeError(f"{label}: {argv[0]} exited with status {rc}")
+    # Ray forwards the lines above as it gets to them (a driver that exits may miss the last);
+    # the result carries what the driver must report for certain.
     return {
         "label": label,
         "rc": rc,
         "seconds": time.monotonic() - started,
         "node": ray.get_runtime_context().get_node_id()[:8],
+        "progress_lines": progress_lines,
+        "last_progress": last_progress,
     }
 
 
@@ -172,7 +181,8 @@ def run_shards(
             print(
                 f"driver: shard {i}/{shards} done on node {result['node']} in "
                 f"{result['seconds']:.1f} s ({done_count}/{shards} done, "
-                f"{time.monotonic() - started:.1f} s)",
+                f"{time.monotonic() - started:.1f} s; {result['progress_lines']} progress "
+                f"lines, last: {result['last_progress']})",
                 flush=True,
             )
     return EXIT_QUARANTINED if quarantined else 0
