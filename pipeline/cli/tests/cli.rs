@@ -6,11 +6,14 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// Runs the main binary with `args`; the shared data root, where found, as `$ROADSYNTH_SHARED`
+/// (orchestrator files name their inputs through it).
 fn roadsynth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_roadsynth"))
-        .args(args)
-        .output()
-        .expect("run roadsynth")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_roadsynth"));
+    if let Some(shared) = roadsynth_testkit::shared_root() {
+        command.env("ROADSYNTH_SHARED", shared);
+    }
+    command.args(args).output().expect("run roadsynth")
 }
 
 fn ok(args: &[&str]) -> String {
@@ -573,20 +576,7 @@ fn run_the_repository_orchestrator_runs_every_stage_and_skips_unchanged_ones() {
     assert!(text.contains("  epochs: 1\n") && text.contains("  seeds: [1, 2]\n"));
     let file = work.path().join("orchestrator.yaml");
     std::fs::write(&file, text).expect("write");
-    let shared = roadsynth_testkit::shared_root().expect("shared");
-    let run = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_roadsynth"))
-            .args(["run", s(&file)])
-            .env("ROADSYNTH_SHARED", &shared)
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let run = || ok(&["run", s(&file)]);
     let first = run();
     assert_eq!(stats(&work.path().join("ds/kitti"))["frames"], 18);
     assert_eq!(stats(&work.path().join("ds/camvid"))["frames"], 468);
@@ -646,13 +636,7 @@ fn run_the_repository_orchestrator_runs_every_stage_and_skips_unchanged_ones() {
         assert!(second.contains(stage), "{second}");
     }
     // One stage alone: nothing else runs.
-    let out = Command::new(env!("CARGO_BIN_EXE_roadsynth"))
-        .args(["run", s(&file), "--stage", "augment:camvid-fog"])
-        .env("ROADSYNTH_SHARED", &shared)
-        .output()
-        .expect("run");
-    let only = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{only}");
+    let only = ok(&["run", s(&file), "--stage", "augment:camvid-fog"]);
     assert!(only.contains("augment camvid-fog: up to date"), "{only}");
     for other in ["assets animals", "camvid-naive", "experiment", "ingested"] {
         assert!(!only.contains(other), "{other} ran: {only}");
@@ -1424,20 +1408,7 @@ outputs: {{datasets: ds, assets: assets, runs: runs, reports: reports}}
     .expect("write");
     let dataset = work.path().join("ds/camvid-roadsynth");
     let current = || std::fs::read_to_string(dataset.join("CURRENT")).ok();
-    let shared = roadsynth_testkit::shared_root().expect("shared");
-    let run = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_roadsynth"))
-            .args(["run", s(&file)])
-            .env("ROADSYNTH_SHARED", &shared)
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let run = || ok(&["run", s(&file)]);
 
     // The reference: one uninterrupted run.
     run();
