@@ -39,6 +39,6 @@ pub use ground::{
 };
 pub use mask::{
     DEFAULT_ROADSIDE_WIDTH_M, DrivableMask, DrivableSegmenter, GroundMasks, MaskSource,
-    SegmenterError, SemanticRoadClasses, ground_masks, masks_below_horizon, masks_from_labels,
-    roadside_near,
+    SegmenterError, SemanticRoadClasses, ground_masks, masks_below_horizon, masks_from_label_image,
+    masks_from_labels, roadside_near,
 };

@@ -263,15 +263,29 @@ pub fn masks_from_labels(
             decoded.color()
         )));
     };
+    Ok(masks_from_label_image(&labels, classes, ground))
+}
+
+/// [`masks_from_labels`] for class codes already decoded (one code per pixel).
+pub fn masks_from_label_image(
+    labels: &GrayImage,
+    classes: &SemanticRoadClasses,
+    ground: &GroundModel,
+) -> GroundMasks {
     let (width, height) = labels.dimensions();
     let codes = labels.as_raw();
+    // One table lookup per pixel rather than a search of the class list.
+    let bits_of = |wanted: &[u8]| {
+        let mut table = [0u8; 256];
+        for &code in wanted {
+            table[usize::from(code)] = 1;
+        }
+        codes.iter().map(|&c| table[usize::from(c)]).collect()
+    };
     let drivable = DrivableMask {
         width,
         height,
-        bits: codes
-            .iter()
-            .map(|c| u8::from(classes.drivable.contains(c)))
-            .collect(),
+        bits: bits_of(&classes.drivable),
     };
     let roadside = if classes.roadside.is_empty() {
         roadside_near(&drivable, ground, DEFAULT_ROADSIDE_WIDTH_M)
@@ -279,17 +293,14 @@ pub fn masks_from_labels(
         DrivableMask {
             width,
             height,
-            bits: codes
-                .iter()
-                .map(|c| u8::from(classes.roadside.contains(c)))
-                .collect(),
+            bits: bits_of(&classes.roadside),
         }
     };
-    Ok(GroundMasks {
+    GroundMasks {
         drivable,
         roadside,
         source: MaskSource::SemanticLabels,
-    })
+    }
 }
 
 /// Pixel row `y` lies below the horizon when its centre does.

@@ -23,7 +23,8 @@ use roadsynth_types::{Annotation, BBox};
 
 pub use plan_table::PlanRow;
 pub use stage::{
-    PlanError, PlanOptions, PlanSummary, dataset_geometry, plan_dataset, plan_with_geometry,
+    FramePlanRows, PlanError, PlanOptions, PlanSummary, ScenarioPlanner, cache_model_masks,
+    dataset_geometry, plan_dataset, plan_with_geometry,
 };
 pub use stats::{ClassStats, class_stats_from_annotations};
 

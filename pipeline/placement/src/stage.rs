@@ -8,7 +8,7 @@ use roadsynth_geometry::{
     DatasetGeometry, DrivableSegmenter, FitOptions, GeometryError, GroundMasks, GroundModel,
     MaskCache, MaskSource, SemanticRoadClasses, fit_dataset, ground_masks,
 };
-use roadsynth_scenario::settings::{Operation, Scenario};
+use roadsynth_scenario::settings::{InsertObjects, Operation, Scenario};
 use roadsynth_types::{Annotation, Frame, FrameRecord};
 
 use crate::{
@@ -164,6 +164,148 @@ pub fn plan_dataset(
     )
 }
 
+/// A scenario's `insert_objects` operations with the dataset's class statistics: plans one frame
+/// at a time, so that a caller that reads every frame anyway (the augment stage) plans it where
+/// it renders it, without a pass of its own. Every frame variant draws from its own seed, so a
+/// frame's plan does not depend on which frames were planned before it.
+#[derive(Debug, Clone)]
+pub struct ScenarioPlanner {
+    scenario: String,
+    seed: u64,
+    variants: u32,
+    operations: Vec<InsertObjects>,
+    stats: Vec<ClassStats>,
+}
+
+/// One frame's plan: per `insert_objects` operation (in scenario order), its rows for every
+/// variant; and the objects that found no place.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FramePlanRows {
+    pub operations: Vec<Vec<PlanRow>>,
+    pub unplaced: u64,
+}
+
+impl ScenarioPlanner {
+    /// Fails when the scenario has no `insert_objects` operation.
+    pub fn new(scenario: &Scenario, stats: &[ClassStats]) -> Result<Self, PlanError> {
+        let operations: Vec<InsertObjects> = scenario
+            .operations
+            .iter()
+            .filter_map(|op| match op {
+                Operation::InsertObjects(i) => Some(i.clone()),
+                _ => None,
+            })
+            .collect();
+        if operations.is_empty() {
+            return Err(PlanError::NothingToPlan(scenario.name.clone()));
+        }
+        Ok(Self {
+            scenario: scenario.name.clone(),
+            seed: scenario.seed,
+            variants: scenario.variants_per_frame,
+            operations,
+            stats: stats.to_vec(),
+        })
+    }
+
+    /// Plans every variant of one frame on its ground geometry and masks.
+    pub fn plan_frame(
+        &self,
+        frame: &Frame,
+        existing: &[Annotation],
+        ground: &GroundModel,
+        masks: &GroundMasks,
+    ) -> FramePlanRows {
+        let scene = Scene {
+            frame_id: frame.id.as_str(),
+            width: frame.width,
+            height: frame.height,
+            existing,
+            ground,
+            drivable: MaskView {
+                width: masks.drivable.width,
+                height: masks.drivable.height,
+                bits: &masks.drivable.bits,
+            },
+            roadside: MaskView {
+                width: masks.roadside.width,
+                height: masks.roadside.height,
+                bits: &masks.roadside.bits,
+            },
+        };
+        let mask_source = masks.source.cache_key();
+        let mut out = FramePlanRows::default();
+        for operation in &self.operations {
+            let planner = Planner::new(operation, self.seed, &self.stats);
+            let mut rows = Vec::new();
+            for plan in planner.plan_variants(&scene, self.variants) {
+                out.unplaced += u64::from(plan.unplaced);
+                rows.extend(PlanRow::rows_of(&plan, &self.scenario, &mask_source));
+            }
+            out.operations.push(rows);
+        }
+        out
+    }
+}
+
+/// Computes the drivable-area model's masks of every frame without semantic labels in the
+/// scenario's splits (the first `options.max_frames` of them) and caches them, so that planning
+/// and rendering, which run in parallel, only read them: the model runs one frame at a time
+/// (its session is not shared across threads). Frames already cached are skipped. Returns how
+/// many were computed.
+pub fn cache_model_masks(
+    dataset_root: &Path,
+    dataset: &Dataset,
+    geometry: &DatasetGeometry,
+    splits: &[String],
+    options: &PlanOptions,
+    segmenter: &mut dyn DrivableSegmenter,
+) -> Result<u64, PlanError> {
+    let cache = options
+        .mask_cache
+        .clone()
+        .map_or_else(|| MaskCache::for_dataset(dataset_root), MaskCache::new);
+    let source = MaskSource::Model {
+        name: segmenter.name().to_string(),
+    };
+    let mut computed = 0;
+    let mut seen = 0usize;
+    for split in splits
+        .iter()
+        .filter(|s| dataset.manifest().splits.contains_key(*s))
+    {
+        for record in dataset.frames(split, Projection::Full)? {
+            if options.max_frames.is_some_and(|m| seen >= m) {
+                return Ok(computed);
+            }
+            seen += 1;
+            let record = record?;
+            if record.semantic_label.is_some() {
+                continue;
+            }
+            let ground = geometry.for_frame(&record.frame);
+            let mut model_masks = || -> Result<bool, GeometryError> {
+                if cache.read(&record.frame.id, &source)?.is_some() {
+                    return Ok(false);
+                }
+                let masks = ground_masks(
+                    &record,
+                    &ground,
+                    &options.road_classes,
+                    Some(&mut *segmenter),
+                )?;
+                cache.write(&record.frame.id, &masks)?;
+                Ok(true)
+            };
+            computed += u64::from(model_masks().map_err(|source| PlanError::Geometry {
+                frame: record.frame.id.to_string(),
+                source,
+            })?);
+        }
+    }
+    Ok(computed)
+}
+
 /// [`plan_dataset`] with the dataset's geometry and class statistics already fitted (by
 /// [`dataset_geometry`] with `options.fit`), for a caller that needs them too: the fit reads
 /// every box of the dataset.
@@ -174,42 +316,33 @@ pub fn plan_with_geometry(
     stats: &[ClassStats],
     scenario: &Scenario,
     options: &PlanOptions,
-    mut segmenter: Option<&mut dyn DrivableSegmenter>,
+    segmenter: Option<&mut dyn DrivableSegmenter>,
 ) -> Result<(Vec<PlanRow>, PlanSummary), PlanError> {
-    let operations: Vec<_> = scenario
-        .operations
-        .iter()
-        .filter_map(|op| match op {
-            Operation::InsertObjects(i) => Some(i),
-            _ => None,
-        })
-        .collect();
-    if operations.is_empty() {
-        return Err(PlanError::NothingToPlan(scenario.name.clone()));
+    let planner = ScenarioPlanner::new(scenario, stats)?;
+    let segmenter_name = segmenter.as_ref().map(|s| s.name().to_string());
+    if let Some(seg) = segmenter {
+        cache_model_masks(
+            dataset_root,
+            dataset,
+            geometry,
+            &scenario.splits,
+            options,
+            seg,
+        )?;
     }
-    let planners: Vec<Planner<'_>> = operations
-        .iter()
-        .map(|op| Planner::new(op, scenario.seed, stats))
-        .collect();
     let cache = options
         .mask_cache
         .clone()
         .map_or_else(|| MaskCache::for_dataset(dataset_root), MaskCache::new);
-    let segmenter_name = segmenter.as_ref().map(|s| s.name().to_string());
 
     let mut rows = Vec::new();
     let mut summary = PlanSummary::default();
-    let projection = if segmenter.is_some() {
-        Projection::Full
-    } else {
-        Projection::SemanticLabelsOnly
-    };
     for split in scenario
         .splits
         .iter()
         .filter(|s| dataset.manifest().splits.contains_key(*s))
     {
-        let mut reader = dataset.frames(split, projection)?;
+        let mut reader = dataset.frames(split, Projection::SemanticLabelsOnly)?;
         loop {
             let left = options
                 .max_frames
@@ -220,27 +353,6 @@ pub fn plan_with_geometry(
                 .collect::<Result<_, _>>()?;
             if chunk.is_empty() {
                 break;
-            }
-            // Model masks first, serially: one session, cached for the parallel pass.
-            if let Some(seg) = segmenter.as_deref_mut() {
-                for r in chunk.iter().filter(|r| r.semantic_label.is_none()) {
-                    let ground = geometry.for_frame(&r.frame);
-                    let source = MaskSource::Model {
-                        name: seg.name().to_string(),
-                    };
-                    let mut model_masks = || -> Result<(), GeometryError> {
-                        if cache.read(&r.frame.id, &source)?.is_none() {
-                            let masks =
-                                ground_masks(r, &ground, &options.road_classes, Some(&mut *seg))?;
-                            cache.write(&r.frame.id, &masks)?;
-                        }
-                        Ok(())
-                    };
-                    model_masks().map_err(|source| PlanError::Geometry {
-                        frame: r.frame.id.to_string(),
-                        source,
-                    })?;
-                }
             }
             let planned: Vec<Result<FrameOutcome, PlanError>> = chunk
                 .par_iter()
@@ -253,36 +365,13 @@ pub fn plan_with_geometry(
                                 source,
                             },
                         )?;
-                    let scene = Scene {
-                        frame_id: r.frame.id.as_str(),
-                        width: r.frame.width,
-                        height: r.frame.height,
-                        existing: &r.annotations,
-                        ground: &ground,
-                        drivable: MaskView {
-                            width: masks.drivable.width,
-                            height: masks.drivable.height,
-                            bits: &masks.drivable.bits,
-                        },
-                        roadside: MaskView {
-                            width: masks.roadside.width,
-                            height: masks.roadside.height,
-                            bits: &masks.roadside.bits,
-                        },
-                    };
-                    let mut out = Vec::new();
-                    let mut unplaced = 0;
-                    for planner in &planners {
-                        for plan in planner.plan_variants(&scene, scenario.variants_per_frame) {
-                            unplaced += u64::from(plan.unplaced);
-                            out.extend(PlanRow::rows_of(
-                                &plan,
-                                &scenario.name,
-                                &masks.source.cache_key(),
-                            ));
-                        }
-                    }
-                    Ok((out, unplaced, cached, ground.source.as_str().to_string()))
+                    let planned = planner.plan_frame(&r.frame, &r.annotations, &ground, &masks);
+                    Ok((
+                        planned.operations.concat(),
+                        planned.unplaced,
+                        cached,
+                        ground.source.as_str().to_string(),
+                    ))
                 })
                 .collect();
             for p in planned {

@@ -14,7 +14,6 @@
 //! commit is the unsharded version, byte for byte.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,11 +21,12 @@ use image::{GrayImage, RgbImage};
 use roadsynth_dataset::shard::{self, ItemRange, ShardId, ShardRun, ShardWriter};
 use roadsynth_dataset::{Dataset, DatasetWriter, FrameReader, Projection};
 use roadsynth_geometry::{
-    DatasetGeometry, GroundMasks, GroundModel, MaskCache, MaskSource, SemanticRoadClasses,
-    ground_masks,
+    DatasetGeometry, GeometryError, GroundMasks, GroundModel, MaskCache, MaskSource,
+    SemanticRoadClasses, ground_masks, masks_from_label_image,
 };
 use roadsynth_placement::{
-    PlanOptions, PlanRow, dataset_geometry, plan_with_geometry, variant_seed,
+    FramePlanRows, PlanOptions, PlanRow, ScenarioPlanner, cache_model_masks, dataset_geometry,
+    variant_seed,
 };
 use roadsynth_scenario::settings::{Operation, Scenario, Weather};
 use roadsynth_types::{
@@ -176,7 +176,9 @@ pub struct AugmentSummary {
 /// Everything a worker needs to turn one real frame into its variants, shared by all workers.
 struct Job {
     scenario: Scenario,
-    plans: HashMap<(String, u32), Vec<PlanRow>>,
+    /// Plans each frame's insertions where it is rendered; `None` when the scenario inserts
+    /// nothing.
+    planner: Option<ScenarioPlanner>,
     geometry: DatasetGeometry,
     road_classes: SemanticRoadClasses,
     masks: MaskCache,
@@ -184,14 +186,6 @@ struct Job {
     settings: RenderSettings,
     /// Keep edit masks and weather maps for the observer.
     inspect: bool,
-}
-
-impl Job {
-    fn plan(&self, frame: &FrameId, variant: u32) -> &[PlanRow] {
-        self.plans
-            .get(&(frame.as_str().to_string(), variant))
-            .map_or(&[][..], Vec::as_slice)
-    }
 }
 
 /// A frame as the reader hands it on.
@@ -213,6 +207,8 @@ struct Variant {
 /// What the observer gets beyond the records (only collected when there is one).
 #[derive(Default)]
 struct Inspection {
+    /// The plan rows the variant's insertions used.
+    plan: Vec<PlanRow>,
     edit_mask: Option<GrayImage>,
     weather: Option<WeatherMaps>,
     ground: Option<GroundModel>,
@@ -285,34 +281,40 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
         .operations
         .iter()
         .any(|op| matches!(op, Operation::InsertObjects(_)));
-    // Fitted once: planning and rendering share the geometry.
-    let (geometry, stats) = dataset_geometry(&dataset, &scenario.splits, &plan_options.fit)?;
-    let mut plans: HashMap<(String, u32), Vec<PlanRow>> = HashMap::new();
-    if inserts {
-        let segmenter = drivable
-            .as_mut()
-            .map(|m| m as &mut dyn roadsynth_geometry::DrivableSegmenter);
-        let (rows, _) = plan_with_geometry(
-            &args.dataset,
-            &dataset,
-            &geometry,
-            &stats,
-            scenario,
-            &plan_options,
-            segmenter,
-        )?;
-        for row in rows {
-            plans
-                .entry((row.frame_id.clone(), row.variant))
-                .or_default()
-                .push(row);
+    // Fitted once: planning and rendering share the geometry. The asset bank loads meanwhile.
+    let (fitted, settings) = std::thread::scope(|scope| {
+        let settings = std::thread::Builder::new()
+            .name("augment-settings".into())
+            .spawn_scoped(scope, || RenderSettings::from_args(args, scenario))
+            .map_err(StageError::Thread)?;
+        let fitted = dataset_geometry(&dataset, &scenario.splits, &plan_options.fit);
+        let settings = settings
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok::<_, StageError>((fitted, settings))
+    })?;
+    let (geometry, stats) = fitted?;
+    let settings = settings?;
+    let planner = if inserts {
+        // The model runs one frame at a time: its masks are cached first, then only read.
+        if let Some(model) = drivable.as_mut() {
+            cache_model_masks(
+                &args.dataset,
+                &dataset,
+                &geometry,
+                &scenario.splits,
+                &plan_options,
+                model,
+            )?;
         }
-    }
-    let settings = RenderSettings::from_args(args, scenario)?;
+        Some(ScenarioPlanner::new(scenario, &stats)?)
+    } else {
+        None
+    };
     let describe = settings.describe();
     let job = Arc::new(Job {
         scenario: scenario.clone(),
-        plans,
+        planner,
         geometry,
         road_classes: plan_options.road_classes,
         masks: MaskCache::for_dataset(&args.dataset),
@@ -415,7 +417,6 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
     let mut output = Output {
         writer,
         summary: AugmentSummary::default(),
-        job: &job,
         args,
     };
     // Positions in the run's input, also in a shard (whose flow counts from 0).
@@ -494,7 +495,6 @@ fn scenario_hash(scenario: &Scenario) -> String {
 struct Output<'a> {
     writer: DatasetWriter,
     summary: AugmentSummary,
-    job: &'a Job,
     args: &'a AugmentConfig,
 }
 
@@ -510,7 +510,6 @@ impl Output<'_> {
         let Output {
             writer,
             summary,
-            job,
             args,
         } = self;
         let out_err = |source| StageError::Dataset {
@@ -551,7 +550,7 @@ impl Output<'_> {
                                 variant: variant.number,
                                 real: &real,
                                 generated: record,
-                                plan: job.plan(&real.frame.id, variant.number),
+                                plan: &variant.inspection.plan,
                                 edit_mask: variant.inspection.edit_mask.as_ref(),
                                 weather: variant.inspection.weather.as_ref(),
                                 ground: variant.inspection.ground.as_ref(),
@@ -608,15 +607,10 @@ fn variants_of(
         }
         None => return vec![Err(format!("{}: no image bytes", record.frame.source_uri))],
     };
-    // Semantic labels tell the engine which pixels belong to existing objects (occlusion).
-    let semantic = record
-        .semantic_label
-        .as_deref()
-        .and_then(|b| image::load_from_memory(b).ok())
-        .map(image::DynamicImage::into_luma8)
-        .filter(|l| l.dimensions() == decoded.dimensions());
     let ground = job.geometry.for_frame(&record.frame);
-    let masks = match frame_masks(job, record, &ground) {
+    // Semantic labels, decoded once, give the ground masks and tell the engine which pixels
+    // belong to existing objects (occlusion).
+    let (semantic, masks) = match frame_masks(job, record, &ground) {
         Ok(m) => m,
         Err(e) => {
             return vec![Err(format!(
@@ -625,6 +619,11 @@ fn variants_of(
             ))];
         }
     };
+    let semantic = semantic.filter(|l| l.dimensions() == decoded.dimensions());
+    let plan = job
+        .planner
+        .as_ref()
+        .map(|p| p.plan_frame(&record.frame, &record.annotations, &ground, &masks));
     (0..job.scenario.variants_per_frame)
         .map(|variant| {
             let frame = FrameContext {
@@ -633,6 +632,7 @@ fn variants_of(
                 semantic: semantic.as_ref(),
                 ground: &ground,
                 masks: &masks,
+                plan: plan.as_ref(),
             };
             variant_of(job, renderer, &frame, variant)
                 .map_err(|e| format!("{} variant {variant}: {e}", record.frame.source_uri))
@@ -640,25 +640,46 @@ fn variants_of(
         .collect()
 }
 
+/// The frame's decoded semantic labels, if it has them, and its ground masks from the best
+/// source: the labels (cheaper to derive again than a cached mask is to decode), else the
+/// drivable-area model's cached masks, else the ground below the horizon.
 fn frame_masks(
     job: &Job,
     record: &FrameRecord,
     ground: &GroundModel,
-) -> Result<GroundMasks, roadsynth_geometry::GeometryError> {
-    let best = match (
-        record.semantic_label.is_some(),
-        job.segmenter_name.as_deref(),
-    ) {
-        (true, _) => MaskSource::SemanticLabels,
-        (false, Some(name)) => MaskSource::Model {
-            name: name.to_string(),
-        },
-        (false, None) => MaskSource::BelowHorizon,
-    };
-    if let Some(m) = job.masks.read(&record.frame.id, &best)? {
-        return Ok(m);
+) -> Result<(Option<GrayImage>, GroundMasks), roadsynth_geometry::GeometryError> {
+    if let Some(png) = &record.semantic_label {
+        let labels = match image::load_from_memory(png) {
+            Ok(image::DynamicImage::ImageLuma8(labels)) => labels,
+            Ok(other) => {
+                return Err(GeometryError::BadLabelImage(format!(
+                    "expected 8-bit grayscale class codes, found {:?}",
+                    other.color()
+                )));
+            }
+            Err(e) => return Err(GeometryError::BadLabelImage(e.to_string())),
+        };
+        let (width, height) = (record.frame.width, record.frame.height);
+        if labels.dimensions() != (width, height) {
+            return Err(GeometryError::SizeMismatch {
+                mask_width: labels.width(),
+                mask_height: labels.height(),
+                width,
+                height,
+            });
+        }
+        let masks = masks_from_label_image(&labels, &job.road_classes, ground);
+        return Ok((Some(labels), masks));
     }
-    ground_masks(record, ground, &job.road_classes, None)
+    if let Some(name) = job.segmenter_name.as_deref() {
+        let source = MaskSource::Model {
+            name: name.to_string(),
+        };
+        if let Some(m) = job.masks.read(&record.frame.id, &source)? {
+            return Ok((None, m));
+        }
+    }
+    Ok((None, ground_masks(record, ground, &job.road_classes, None)?))
 }
 
 /// What every variant of a frame shares.
@@ -668,6 +689,8 @@ struct FrameContext<'a> {
     semantic: Option<&'a GrayImage>,
     ground: &'a GroundModel,
     masks: &'a GroundMasks,
+    /// The frame's planned insertions (every variant), when the scenario inserts objects.
+    plan: Option<&'a FramePlanRows>,
 }
 
 fn variant_of(
@@ -690,19 +713,32 @@ fn variant_of(
         ..Inspection::default()
     };
     let mut changed = false;
+    // The k-th `insert_objects` operation renders the k-th group of plan rows.
+    let mut inserts_done = 0;
     for (index, operation) in scenario.operations.iter().enumerate() {
         let op_seed = operation_seed(seed, index);
         match operation {
             Operation::InsertObjects(_) => {
-                let rows = job.plan(&record.frame.id, variant);
+                let rows: Vec<PlanRow> = frame
+                    .plan
+                    .and_then(|p| p.operations.get(inserts_done))
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r.variant == variant)
+                    .cloned()
+                    .collect();
+                inserts_done += 1;
                 counts.planned += rows.len() as u64;
                 if rows.is_empty() {
                     continue;
                 }
                 // Each plan row carries its own seed (placement derived it from the variant's).
                 let outcome = renderer
-                    .insert(&image, &annotations, frame.semantic, rows)
+                    .insert(&image, &annotations, frame.semantic, &rows)
                     .map_err(|e| e.to_string())?;
+                if job.inspect {
+                    inspection.plan.extend(rows);
+                }
                 counts.rendered += outcome.kept;
                 counts.filtered_out += outcome.filtered_out;
                 counts.rendered_again += outcome.rendered_again;

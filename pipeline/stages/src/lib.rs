@@ -35,6 +35,8 @@ pub enum StageError {
     Flow(#[from] flow::FlowError),
     #[error("{0}")]
     Config(String),
+    #[error("cannot start a thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 impl From<roadsynth_engine::EngineError> for StageError {

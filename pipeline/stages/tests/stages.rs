@@ -544,4 +544,71 @@ operations:
             }
         }
     }
+
+    /// Frames are planned where they are rendered: the rows each variant uses are those the plan
+    /// stage gives for it, and each `insert_objects` operation renders only its own rows (every
+    /// operation used to render every row of the variant).
+    #[test]
+    fn each_insert_operation_renders_its_own_plan_rows_as_the_plan_stage_plans_them() {
+        let work = tempfile::tempdir().expect("tempdir");
+        let Some((ds, assets)) = camvid_and_animals(work.path()) else {
+            return;
+        };
+        let text = "
+seed: 5
+variants_per_frame: 2
+splits: [train]
+operations:
+  - insert_objects:
+      classes: [cow]
+      label: animal
+      count: [1, 1]
+      distance_m: [5, 40]
+      where: drivable
+  - insert_objects:
+      classes: [sheep]
+      label: animal
+      count: [1, 2]
+      distance_m: [5, 40]
+      where: drivable
+";
+        let scenario = roadsynth_scenario::parse(Path::new("two.yaml"), text).expect("parse");
+        let planned = roadsynth_placement::plan_dataset(
+            &ds,
+            &scenario,
+            &roadsynth_placement::PlanOptions {
+                max_frames: Some(8),
+                ..roadsynth_placement::PlanOptions::default()
+            },
+            None,
+        )
+        .expect("plan")
+        .0;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let observer = VariantObserver::new(move |e| {
+            log.lock().expect("lock").extend(e.plan.iter().cloned());
+        });
+        let summary = augment(
+            &AugmentConfig {
+                dataset: ds.clone(),
+                output: work.path().join("out"),
+                assets: Some(assets.clone()),
+                max_frames: Some(8),
+                observer: Some(observer),
+                ..AugmentConfig::default()
+            },
+            &scenario,
+        )
+        .expect("augment");
+        assert_eq!(summary.insertions_planned, planned.len() as u64);
+        assert!(planned.iter().any(|r| r.class == "cow"));
+        assert!(planned.iter().any(|r| r.class == "sheep"));
+        // Every variant with an insertion is written, and the observer gets its rows in order.
+        let mut expected = planned.clone();
+        expected.sort_by(|a, b| (&a.frame_id, a.variant).cmp(&(&b.frame_id, b.variant)));
+        let mut got = seen.lock().expect("lock").clone();
+        got.sort_by(|a, b| (&a.frame_id, a.variant).cmp(&(&b.frame_id, b.variant)));
+        assert_eq!(got, expected);
+    }
 }
