@@ -611,4 +611,63 @@ operations:
         got.sort_by(|a, b| (&a.frame_id, a.variant).cmp(&(&b.frame_id, b.variant)));
         assert_eq!(got, expected);
     }
+
+    /// Frames without semantic labels get their ground masks from the drivable-area model: they
+    /// are computed once before the flow (one model session), cached, and planned on in the
+    /// workers.
+    #[test]
+    fn augment_with_a_drivable_model_caches_its_masks_and_plans_on_them() {
+        let (Some(kitti), Some(model)) = (
+            roadsynth_testkit::shared("datasets/kitti-object"),
+            roadsynth_testkit::shared(roadsynth_models::DrivableAreaModel::SHARED_PATH),
+        ) else {
+            return;
+        };
+        let work = tempfile::tempdir().expect("tempdir");
+        let ds = work.path().join("kitti");
+        let scan = roadsynth_formats::kitti::scan(&kitti, "train").expect("scan");
+        let mut writer = DatasetWriter::create(&ds, WriteOptions::default()).expect("create");
+        load_all(scan.frames, &LoadOptions::default(), 16, |r| match r {
+            Ok(record) => writer.write(&record),
+            Err(problems) => panic!("quarantined: {problems:?}"),
+        })
+        .expect("write");
+        writer.commit(serde_json::json!({})).expect("commit");
+        let Some((_, assets)) = camvid_and_animals(work.path()) else {
+            return;
+        };
+        let scenario =
+            roadsynth_scenario::parse(Path::new("animals.yaml"), SCENARIO).expect("parse");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let observer = VariantObserver::new(move |e| {
+            log.lock().expect("lock").extend(e.plan.iter().cloned());
+        });
+        let summary = augment(
+            &AugmentConfig {
+                dataset: ds.clone(),
+                output: work.path().join("out"),
+                assets: Some(assets),
+                max_frames: Some(3),
+                drivable_model: Some(model),
+                observer: Some(observer),
+                ..AugmentConfig::default()
+            },
+            &scenario,
+        )
+        .expect("augment");
+        assert_eq!(summary.frames_read, 3);
+        let cached: Vec<_> = std::fs::read_dir(ds.join("cache/masks"))
+            .expect("mask cache")
+            .flat_map(|source| std::fs::read_dir(source.expect("entry").path()).expect("dir"))
+            .collect();
+        assert_eq!(cached.len(), 3, "one cached mask per frame planned");
+        let seen = seen.lock().expect("lock");
+        assert!(!seen.is_empty(), "{summary:?}");
+        assert!(
+            seen.iter().all(|r| r.mask_source.starts_with("model")),
+            "{:?}",
+            seen.iter().map(|r| &r.mask_source).collect::<Vec<_>>()
+        );
+    }
 }
