@@ -256,7 +256,7 @@ impl ExemplarCompositor {
         };
         let fit = choice.fit;
         let mut patch =
-            Premultiplied::from_rgba(&choice.exemplar.rgba, flip).resized(fit.width, fit.height)?;
+            Premultiplied::resized_from_rgba(&choice.exemplar.rgba, flip, fit.width, fit.height)?;
 
         // Blur and noise of the surroundings.
         let ring_luma = context.rgb.luma();

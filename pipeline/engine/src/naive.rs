@@ -77,7 +77,7 @@ impl NaivePaste {
         let flip = rng.random_bool(0.5);
         let fit = choice.fit;
         let patch =
-            Premultiplied::from_rgba(&choice.exemplar.rgba, flip).resized(fit.width, fit.height)?;
+            Premultiplied::resized_from_rgba(&choice.exemplar.rgba, flip, fit.width, fit.height)?;
         let colour = patch.colour();
         let rect = PixelRect {
             x0: fit.x0.clamp(0, i64::from(w)) as u32,

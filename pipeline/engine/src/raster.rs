@@ -166,6 +166,31 @@ impl RgbPlane {
     }
 }
 
+/// Resamples a `CV_32FC4` matrix of size `from` (see [`Premultiplied::resized_from_rgba`]).
+fn resize_mat(
+    m: &Mat,
+    from: (u32, u32),
+    width: u32,
+    height: u32,
+) -> Result<Premultiplied, EngineError> {
+    let shrink = width <= from.0 && height <= from.1;
+    let mut out = Mat::default();
+    imgproc::resize(
+        m,
+        &mut out,
+        Size::new(width as i32, height as i32),
+        0.0,
+        0.0,
+        if shrink {
+            imgproc::INTER_AREA
+        } else {
+            imgproc::INTER_LINEAR
+        },
+    )
+    .cv("resize")?;
+    Premultiplied::from_mat(&out)
+}
+
 pub fn luma(p: [f32; 3]) -> f32 {
     0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]
 }
@@ -191,15 +216,31 @@ pub struct Premultiplied {
 }
 
 impl Premultiplied {
-    pub fn from_rgba(image: &image::RgbaImage, flip: bool) -> Self {
-        let (w, h) = image.dimensions();
-        let mut data = Vec::with_capacity(w as usize * h as usize);
-        for y in 0..h {
-            for x in 0..w {
+    /// A cut-out (mirrored when `flip`), premultiplied and resampled to `width x height`: area
+    /// averaging when shrinking (no aliasing of fur and edges), bilinear when enlarging. The
+    /// full-resolution premultiplied cut-out is written
+    /// straight into the matrix `OpenCV` resamples: cut-outs are often ten times the size they are
+    /// drawn at.
+    pub fn resized_from_rgba(
+        image: &image::RgbaImage,
+        flip: bool,
+        width: u32,
+        height: u32,
+    ) -> Result<Self, EngineError> {
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        let mut m =
+            Mat::new_rows_cols_with_default(h as i32, w as i32, cv::CV_32FC4, cv::Scalar::all(0.0))
+                .cv("RGBA to Mat")?;
+        let dst = m.data_typed_mut::<Vec4f>().cv("RGBA to Mat")?;
+        for (row_out, row_in) in dst
+            .chunks_exact_mut(w)
+            .zip(image.as_raw().chunks_exact(4 * w))
+        {
+            for (x, out) in row_out.iter_mut().enumerate() {
                 let sx = if flip { w - 1 - x } else { x };
-                let p = image.get_pixel(sx, y).0;
+                let p = &row_in[4 * sx..4 * sx + 4];
                 let a = f32::from(p[3]) / 255.0;
-                data.push([
+                *out = Vec4f::from([
                     f32::from(p[0]) * a,
                     f32::from(p[1]) * a,
                     f32::from(p[2]) * a,
@@ -207,11 +248,7 @@ impl Premultiplied {
                 ]);
             }
         }
-        Self {
-            width: w,
-            height: h,
-            data,
-        }
+        resize_mat(&m, (w as u32, h as u32), width, height)
     }
 
     fn to_mat(&self) -> Result<Mat, EngineError> {
@@ -233,27 +270,6 @@ impl Premultiplied {
                 .map(|v| v.0)
                 .collect(),
         })
-    }
-
-    /// Resampled to `width x height`: area averaging when shrinking (no aliasing of fur and
-    /// edges), bilinear when enlarging.
-    pub fn resized(&self, width: u32, height: u32) -> Result<Self, EngineError> {
-        let shrink = width <= self.width && height <= self.height;
-        let mut out = Mat::default();
-        imgproc::resize(
-            &self.to_mat()?,
-            &mut out,
-            Size::new(width as i32, height as i32),
-            0.0,
-            0.0,
-            if shrink {
-                imgproc::INTER_AREA
-            } else {
-                imgproc::INTER_LINEAR
-            },
-        )
-        .cv("resize")?;
-        Self::from_mat(&out)
     }
 
     /// Gaussian blur of colour and alpha together.
