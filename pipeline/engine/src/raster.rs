@@ -232,9 +232,10 @@ impl Premultiplied {
             Mat::new_rows_cols_with_default(h as i32, w as i32, cv::CV_32FC4, cv::Scalar::all(0.0))
                 .cv("RGBA to Mat")?;
         let dst = m.data_typed_mut::<Vec4f>().cv("RGBA to Mat")?;
+        // An empty cut-out has no rows to fill (`resize` then reports it).
         for (row_out, row_in) in dst
-            .chunks_exact_mut(w)
-            .zip(image.as_raw().chunks_exact(4 * w))
+            .chunks_exact_mut(w.max(1))
+            .zip(image.as_raw().chunks_exact(4 * w.max(1)))
         {
             for (x, out) in row_out.iter_mut().enumerate() {
                 let sx = if flip { w - 1 - x } else { x };

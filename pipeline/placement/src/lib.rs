@@ -24,7 +24,7 @@ use roadsynth_types::{Annotation, BBox};
 pub use plan_table::PlanRow;
 pub use stage::{
     FramePlanRows, PlanError, PlanOptions, PlanSummary, ScenarioPlanner, cache_model_masks,
-    dataset_geometry, plan_dataset, plan_with_geometry,
+    dataset_geometry, plan_dataset,
 };
 pub use stats::{ClassStats, class_stats_from_annotations};
 

@@ -248,11 +248,11 @@ impl ScenarioPlanner {
     }
 }
 
-/// Computes the drivable-area model's masks of every frame without semantic labels in the
-/// scenario's splits (the first `options.max_frames` of them) and caches them, so that planning
-/// and rendering, which run in parallel, only read them: the model runs one frame at a time
-/// (its session is not shared across threads). Frames already cached are skipped. Returns how
-/// many were computed.
+/// Computes the drivable-area model's masks of the frames without semantic labels among the first
+/// `options.max_frames` of each of `splits` (all of them without a limit) and caches them, so that
+/// planning and rendering, which run in parallel, only read them: the model runs one frame at a
+/// time (its session is not shared across threads). Frames already cached are not read again.
+/// Returns how many masks were computed.
 pub fn cache_model_masks(
     dataset_root: &Path,
     dataset: &Dataset,
@@ -268,26 +268,33 @@ pub fn cache_model_masks(
     let source = MaskSource::Model {
         name: segmenter.name().to_string(),
     };
+    let limit = options.max_frames.unwrap_or(usize::MAX);
     let mut computed = 0;
-    let mut seen = 0usize;
     for split in splits
         .iter()
         .filter(|s| dataset.manifest().splits.contains_key(*s))
     {
-        for record in dataset.frames(split, Projection::Full)? {
-            if options.max_frames.is_some_and(|m| seen >= m) {
-                return Ok(computed);
-            }
-            seen += 1;
+        // Which frames need the model, from the labels alone; images only for those.
+        let mut missing = std::collections::HashSet::new();
+        for record in dataset
+            .frames(split, Projection::SemanticLabelsOnly)?
+            .take(limit)
+        {
             let record = record?;
-            if record.semantic_label.is_some() {
+            if record.semantic_label.is_none() && !cache.path(&source, &record.frame.id).exists() {
+                missing.insert(record.frame.id);
+            }
+        }
+        if missing.is_empty() {
+            continue;
+        }
+        for record in dataset.frames(split, Projection::Full)?.take(limit) {
+            let record = record?;
+            if !missing.contains(&record.frame.id) {
                 continue;
             }
             let ground = geometry.for_frame(&record.frame);
-            let mut model_masks = || -> Result<bool, GeometryError> {
-                if cache.read(&record.frame.id, &source)?.is_some() {
-                    return Ok(false);
-                }
+            let mut model_masks = || -> Result<(), GeometryError> {
                 let masks = ground_masks(
                     &record,
                     &ground,
@@ -295,21 +302,20 @@ pub fn cache_model_masks(
                     Some(&mut *segmenter),
                 )?;
                 cache.write(&record.frame.id, &masks)?;
-                Ok(true)
+                Ok(())
             };
-            computed += u64::from(model_masks().map_err(|source| PlanError::Geometry {
+            model_masks().map_err(|source| PlanError::Geometry {
                 frame: record.frame.id.to_string(),
                 source,
-            })?);
+            })?;
+            computed += 1;
         }
     }
     Ok(computed)
 }
 
-/// [`plan_dataset`] with the dataset's geometry and class statistics already fitted (by
-/// [`dataset_geometry`] with `options.fit`), for a caller that needs them too: the fit reads
-/// every box of the dataset.
-pub fn plan_with_geometry(
+/// [`plan_dataset`] with the dataset's geometry and class statistics fitted.
+fn plan_with_geometry(
     dataset_root: &Path,
     dataset: &Dataset,
     geometry: &DatasetGeometry,

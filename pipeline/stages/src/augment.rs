@@ -2,8 +2,9 @@
 //! (placement), renders them (engine), edits vehicles, applies weather, filters insertions with the
 //! detector, and writes the real frames plus every generated variant with its provenance.
 //!
-//! Planning runs first, over the whole dataset (it needs only labels, not images). Then frames
-//! stream through a [`Flow`]: a reader thread → workers (decode, render the variants, weather,
+//! The ground geometry is fitted first, over the whole dataset (labels only), and a drivable-area
+//! model's masks are computed and cached (the model runs one frame at a time). Then frames stream
+//! through a [`Flow`]: a reader thread → workers (decode, plan, render the variants, weather,
 //! encode; one [`Renderer`] per worker, since ONNX sessions are not shared between threads) → the
 //! writer on the calling thread, which restores input order. The channels between them are
 //! bounded by items and bytes, so memory does not grow with the dataset, and the output does not
@@ -295,18 +296,19 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
     })?;
     let (geometry, stats) = fitted?;
     let settings = settings?;
+    // The model runs one frame at a time: its masks are cached first, then only read (by
+    // placement and weather).
+    if let Some(model) = drivable.as_mut() {
+        cache_model_masks(
+            &args.dataset,
+            &dataset,
+            &geometry,
+            &scenario.splits,
+            &plan_options,
+            model,
+        )?;
+    }
     let planner = if inserts {
-        // The model runs one frame at a time: its masks are cached first, then only read.
-        if let Some(model) = drivable.as_mut() {
-            cache_model_masks(
-                &args.dataset,
-                &dataset,
-                &geometry,
-                &scenario.splits,
-                &plan_options,
-                model,
-            )?;
-        }
         Some(ScenarioPlanner::new(scenario, &stats)?)
     } else {
         None
@@ -317,7 +319,10 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
         planner,
         geometry,
         road_classes: plan_options.road_classes,
-        masks: MaskCache::for_dataset(&args.dataset),
+        masks: plan_options
+            .mask_cache
+            .clone()
+            .map_or_else(|| MaskCache::for_dataset(&args.dataset), MaskCache::new),
         segmenter_name,
         settings,
         inspect: args.observer.is_some(),
@@ -675,9 +680,14 @@ fn frame_masks(
         let source = MaskSource::Model {
             name: name.to_string(),
         };
-        if let Some(m) = job.masks.read(&record.frame.id, &source)? {
-            return Ok((None, m));
-        }
+        // Cached before the flow for every frame read; gone only if removed meanwhile.
+        return match job.masks.read(&record.frame.id, &source)? {
+            Some(m) => Ok((None, m)),
+            None => Err(GeometryError::CacheIo {
+                path: job.masks.path(&source, &record.frame.id),
+                source: std::io::ErrorKind::NotFound.into(),
+            }),
+        };
     }
     Ok((None, ground_masks(record, ground, &job.road_classes, None)?))
 }
