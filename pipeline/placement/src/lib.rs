@@ -405,51 +405,67 @@ fn sample_naive(
 
 /// Allowed foot-point pixels of a frame, indexed by row for fast band sampling.
 struct RegionRows {
-    /// For each image row, the columns where a foot point may stand.
-    columns: Vec<Vec<u32>>,
+    /// The columns where a foot point may stand, row after row.
+    columns: Vec<u32>,
+    /// Row `y`'s columns are `columns[starts[y]..starts[y + 1]]`.
+    starts: Vec<usize>,
 }
 
 impl RegionRows {
     fn new(scene: &Scene<'_>, region: PlacementRegion) -> Self {
         let (w, h) = (scene.width as usize, scene.height as usize);
-        let pick = |m: &MaskView<'_>, i: usize| m.bits.get(i).is_some_and(|&b| b != 0);
-        let mut columns = vec![Vec::new(); h];
-        for (y, row) in columns.iter_mut().enumerate() {
-            for x in 0..w {
-                let i = y * w + x;
-                let ok = match region {
-                    PlacementRegion::Drivable => pick(&scene.drivable, i),
-                    PlacementRegion::Roadside => pick(&scene.roadside, i),
-                    PlacementRegion::Ground => pick(&scene.drivable, i) || pick(&scene.roadside, i),
-                };
-                if ok {
-                    row.push(x as u32);
+        // A row of a mask, or none where the mask is shorter than the frame.
+        fn row_of<'m>(m: &MaskView<'m>, y: usize, w: usize) -> Option<&'m [u8]> {
+            m.bits.get(y * w..(y + 1) * w)
+        }
+        fn push_allowed(columns: &mut Vec<u32>, row: &[u8]) {
+            for (x, &b) in row.iter().enumerate() {
+                if b != 0 {
+                    columns.push(x as u32);
                 }
             }
         }
-        Self { columns }
+        let mut columns = Vec::new();
+        let mut starts = Vec::with_capacity(h + 1);
+        starts.push(0);
+        for y in 0..h {
+            let drivable = row_of(&scene.drivable, y, w);
+            let roadside = row_of(&scene.roadside, y, w);
+            match (region, drivable, roadside) {
+                (PlacementRegion::Drivable, Some(row), _)
+                | (PlacementRegion::Roadside, _, Some(row))
+                | (PlacementRegion::Ground, Some(row), None)
+                | (PlacementRegion::Ground, None, Some(row)) => push_allowed(&mut columns, row),
+                (PlacementRegion::Ground, Some(d), Some(r)) => {
+                    for (x, (&a, &b)) in d.iter().zip(r).enumerate() {
+                        if a != 0 || b != 0 {
+                            columns.push(x as u32);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            starts.push(columns.len());
+        }
+        Self { columns, starts }
     }
 
     /// A uniformly chosen allowed pixel with row in `first..=last`.
     fn sample_between(&self, rng: &mut ChaCha8Rng, first: f64, last: f64) -> Option<(u32, u32)> {
-        let n = self.columns.len() as f64;
+        let n = (self.starts.len() - 1) as f64;
         let first = first.max(0.0).min(n - 1.0) as usize;
         let last = last.max(0.0).min(n - 1.0) as usize;
         if first > last {
             return None;
         }
-        let total: usize = self.columns[first..=last].iter().map(Vec::len).sum();
-        if total == 0 {
+        let (begin, end) = (self.starts[first], self.starts[last + 1]);
+        if begin == end {
             return None;
         }
-        let mut k = rng.random_range(0..total);
-        for (row, cols) in self.columns[first..=last].iter().enumerate() {
-            if k < cols.len() {
-                return Some((cols[k], (first + row) as u32));
-            }
-            k -= cols.len();
-        }
-        None
+        let index = begin + rng.random_range(0..end - begin);
+        // The row holding the index: the last row starting at or before it.
+        let row = self.starts.partition_point(|&s| s <= index) - 1;
+        Some((self.columns[index], row as u32))
     }
 }
 
