@@ -413,7 +413,6 @@ struct RegionRows {
 
 impl RegionRows {
     fn new(scene: &Scene<'_>, region: PlacementRegion) -> Self {
-        let (w, h) = (scene.width as usize, scene.height as usize);
         // A row of a mask, or none where the mask is shorter than the frame.
         fn row_of<'m>(m: &MaskView<'m>, y: usize, w: usize) -> Option<&'m [u8]> {
             m.bits.get(y * w..(y + 1) * w)
@@ -425,6 +424,7 @@ impl RegionRows {
                 }
             }
         }
+        let (w, h) = (scene.width as usize, scene.height as usize);
         let mut columns = Vec::new();
         let mut starts = Vec::with_capacity(h + 1);
         starts.push(0);
