@@ -134,16 +134,8 @@ fn camvid_plans() -> Option<&'static [Planned]> {
                         height: record.frame.height,
                         existing: &record.annotations,
                         ground: &ground,
-                        drivable: MaskView {
-                            width: masks.drivable.width,
-                            height: masks.drivable.height,
-                            bits: &masks.drivable.bits,
-                        },
-                        roadside: MaskView {
-                            width: masks.roadside.width,
-                            height: masks.roadside.height,
-                            bits: &masks.roadside.bits,
-                        },
+                        drivable: MaskView::from(&masks.drivable),
+                        roadside: MaskView::from(&masks.roadside),
                     };
                     let plan = planner.plan(&scene, 0);
                     let rows = PlanRow::rows_of(&plan, &scenario.name, &masks.source.cache_key());

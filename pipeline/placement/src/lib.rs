@@ -50,6 +50,16 @@ pub struct MaskView<'a> {
     pub bits: &'a [u8],
 }
 
+impl<'a> From<&'a roadsynth_geometry::DrivableMask> for MaskView<'a> {
+    fn from(mask: &'a roadsynth_geometry::DrivableMask) -> Self {
+        Self {
+            width: mask.width,
+            height: mask.height,
+            bits: &mask.bits,
+        }
+    }
+}
+
 /// Everything known about one frame that placement uses.
 #[derive(Clone, Copy)]
 pub struct Scene<'a> {

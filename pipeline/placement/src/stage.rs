@@ -222,16 +222,8 @@ impl ScenarioPlanner {
             height: frame.height,
             existing,
             ground,
-            drivable: MaskView {
-                width: masks.drivable.width,
-                height: masks.drivable.height,
-                bits: &masks.drivable.bits,
-            },
-            roadside: MaskView {
-                width: masks.roadside.width,
-                height: masks.roadside.height,
-                bits: &masks.roadside.bits,
-            },
+            drivable: MaskView::from(&masks.drivable),
+            roadside: MaskView::from(&masks.roadside),
         };
         let mask_source = masks.source.cache_key();
         let mut out = FramePlanRows::default();

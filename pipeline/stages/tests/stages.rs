@@ -545,6 +545,19 @@ operations:
         }
     }
 
+    /// An observer that keeps the plan rows of every written variant.
+    fn plan_rows_seen() -> (
+        Arc<Mutex<Vec<roadsynth_placement::PlanRow>>>,
+        VariantObserver,
+    ) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let observer = VariantObserver::new(move |e| {
+            log.lock().expect("lock").extend(e.plan.iter().cloned());
+        });
+        (seen, observer)
+    }
+
     /// Frames are planned where they are rendered: the rows each variant uses are those the plan
     /// stage gives for it, and each `insert_objects` operation renders only its own rows (every
     /// operation used to render every row of the variant).
@@ -584,11 +597,7 @@ operations:
         )
         .expect("plan")
         .0;
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let observer = VariantObserver::new(move |e| {
-            log.lock().expect("lock").extend(e.plan.iter().cloned());
-        });
+        let (seen, observer) = plan_rows_seen();
         let summary = augment(
             &AugmentConfig {
                 dataset: ds.clone(),
@@ -638,11 +647,7 @@ operations:
         };
         let scenario =
             roadsynth_scenario::parse(Path::new("animals.yaml"), SCENARIO).expect("parse");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let observer = VariantObserver::new(move |e| {
-            log.lock().expect("lock").extend(e.plan.iter().cloned());
-        });
+        let (seen, observer) = plan_rows_seen();
         let summary = augment(
             &AugmentConfig {
                 dataset: ds.clone(),
