@@ -1,5 +1,6 @@
 //! The plan stage: a scenario's `insert_objects` over a dataset, written as a plan table.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -240,8 +241,8 @@ impl ScenarioPlanner {
     }
 }
 
-/// Computes the drivable-area model's masks of the frames without semantic labels among the first
-/// `options.max_frames` of each of `splits` (all of them without a limit) and caches them, so that
+/// Computes the drivable-area model's masks of the frames without semantic labels among `frames`
+/// (a split and the positions of its frames to cover, in stored order) and caches them, so that
 /// planning and rendering, which run in parallel, only read them: the model runs one frame at a
 /// time (its session is not shared across threads). Frames already cached are not read again.
 /// Returns how many masks were computed.
@@ -249,7 +250,7 @@ pub fn cache_model_masks(
     dataset_root: &Path,
     dataset: &Dataset,
     geometry: &DatasetGeometry,
-    splits: &[String],
+    frames: &[(&str, Range<usize>)],
     options: &PlanOptions,
     segmenter: &mut dyn DrivableSegmenter,
 ) -> Result<u64, PlanError> {
@@ -260,17 +261,18 @@ pub fn cache_model_masks(
     let source = MaskSource::Model {
         name: segmenter.name().to_string(),
     };
-    let limit = options.max_frames.unwrap_or(usize::MAX);
     let mut computed = 0;
-    for split in splits
+    for (split, range) in frames
         .iter()
-        .filter(|s| dataset.manifest().splits.contains_key(*s))
+        .filter(|(s, _)| dataset.manifest().splits.contains_key(*s))
     {
+        let (skip, take) = (range.start, range.len());
         // Which frames need the model, from the labels alone; images only for those.
         let mut missing = std::collections::HashSet::new();
         for record in dataset
             .frames(split, Projection::SemanticLabelsOnly)?
-            .take(limit)
+            .skip(skip)
+            .take(take)
         {
             let record = record?;
             if record.semantic_label.is_none() && !cache.path(&source, &record.frame.id).exists() {
@@ -280,7 +282,11 @@ pub fn cache_model_masks(
         if missing.is_empty() {
             continue;
         }
-        for record in dataset.frames(split, Projection::Full)?.take(limit) {
+        for record in dataset
+            .frames(split, Projection::Full)?
+            .skip(skip)
+            .take(take)
+        {
             let record = record?;
             if !missing.contains(&record.frame.id) {
                 continue;
@@ -319,14 +325,13 @@ fn plan_with_geometry(
     let planner = ScenarioPlanner::new(scenario, stats)?;
     let segmenter_name = segmenter.as_ref().map(|s| s.name().to_string());
     if let Some(seg) = segmenter {
-        cache_model_masks(
-            dataset_root,
-            dataset,
-            geometry,
-            &scenario.splits,
-            options,
-            seg,
-        )?;
+        let first = 0..options.max_frames.unwrap_or(usize::MAX);
+        let frames: Vec<(&str, Range<usize>)> = scenario
+            .splits
+            .iter()
+            .map(|s| (s.as_str(), first.clone()))
+            .collect();
+        cache_model_masks(dataset_root, dataset, geometry, &frames, options, seg)?;
     }
     let cache = options
         .mask_cache

@@ -296,18 +296,6 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
     })?;
     let (geometry, stats) = fitted?;
     let settings = settings?;
-    // The model runs one frame at a time: its masks are cached first, then only read (by
-    // placement and weather).
-    if let Some(model) = drivable.as_mut() {
-        cache_model_masks(
-            &args.dataset,
-            &dataset,
-            &geometry,
-            &scenario.splits,
-            &plan_options,
-            model,
-        )?;
-    }
     let planner = if inserts {
         Some(ScenarioPlanner::new(scenario, &stats)?)
     } else {
@@ -318,7 +306,7 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
         scenario: scenario.clone(),
         planner,
         geometry,
-        road_classes: plan_options.road_classes,
+        road_classes: plan_options.road_classes.clone(),
         masks: plan_options
             .mask_cache
             .clone()
@@ -389,6 +377,23 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
         }
         let reader = dataset.frames(split, Projection::Full).map_err(in_err)?;
         readers.push((Arc::from(split.as_str()), augmented, reader, skip, take));
+    }
+    // The model runs one frame at a time: the masks of the frames to augment (in a shard, its
+    // own) are cached before the flow, then only read (by placement and weather).
+    if let Some(model) = drivable.as_mut() {
+        let augmented: Vec<(&str, std::ops::Range<usize>)> = readers
+            .iter()
+            .filter(|r| r.1)
+            .map(|r| (&*r.0, r.3..r.3.saturating_add(r.4)))
+            .collect();
+        cache_model_masks(
+            &args.dataset,
+            &dataset,
+            &job.geometry,
+            &augmented,
+            &plan_options,
+            model,
+        )?;
     }
     let frames = readers
         .into_iter()

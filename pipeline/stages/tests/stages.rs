@@ -622,8 +622,8 @@ operations:
     }
 
     /// Frames without semantic labels get their ground masks from the drivable-area model: they
-    /// are computed once before the flow (one model session), cached, and planned on in the
-    /// workers.
+    /// are computed before the flow (one model session) for the frames the run reads, cached, and
+    /// planned on in the workers.
     #[test]
     fn augment_with_a_drivable_model_caches_its_masks_and_plans_on_them() {
         let (Some(kitti), Some(model)) = (
@@ -647,6 +647,34 @@ operations:
         };
         let scenario =
             roadsynth_scenario::parse(Path::new("animals.yaml"), SCENARIO).expect("parse");
+        let cached = || -> usize {
+            std::fs::read_dir(ds.join("cache/masks"))
+                .expect("mask cache")
+                .map(|source| {
+                    std::fs::read_dir(source.expect("entry").path())
+                        .expect("dir")
+                        .count()
+                })
+                .sum()
+        };
+        // The second of two shards over 4 frames runs the model on its own 2 frames only.
+        augment(
+            &AugmentConfig {
+                dataset: ds.clone(),
+                output: work.path().join("sharded"),
+                assets: Some(assets.clone()),
+                max_frames: Some(4),
+                drivable_model: Some(model.clone()),
+                shard: Some(roadsynth_stages::ShardTarget {
+                    id: roadsynth_dataset::shard::ShardId::new(1, 2).expect("shard id"),
+                    dir: work.path().join("shards"),
+                }),
+                ..AugmentConfig::default()
+            },
+            &scenario,
+        )
+        .expect("augment shard 2 of 2");
+        assert_eq!(cached(), 2, "the shard's own frames");
         let (seen, observer) = plan_rows_seen();
         let summary = augment(
             &AugmentConfig {
@@ -662,11 +690,7 @@ operations:
         )
         .expect("augment");
         assert_eq!(summary.frames_read, 3);
-        let cached: Vec<_> = std::fs::read_dir(ds.join("cache/masks"))
-            .expect("mask cache")
-            .flat_map(|source| std::fs::read_dir(source.expect("entry").path()).expect("dir"))
-            .collect();
-        assert_eq!(cached.len(), 3, "one cached mask per frame planned");
+        assert_eq!(cached(), 4, "frames 0-2 added to the shard's 2-3");
         let seen = seen.lock().expect("lock");
         assert!(!seen.is_empty(), "{summary:?}");
         assert!(
