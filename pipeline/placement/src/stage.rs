@@ -29,6 +29,15 @@ pub struct PlanOptions {
     pub max_frames: Option<usize>,
 }
 
+impl PlanOptions {
+    /// The ground-mask cache of the dataset at `dataset_root`: `mask_cache` when set.
+    pub fn mask_cache_of(&self, dataset_root: &Path) -> MaskCache {
+        self.mask_cache
+            .clone()
+            .map_or_else(|| MaskCache::for_dataset(dataset_root), MaskCache::new)
+    }
+}
+
 impl Default for PlanOptions {
     fn default() -> Self {
         Self {
@@ -186,6 +195,19 @@ pub struct FramePlanRows {
     pub unplaced: u64,
 }
 
+impl FramePlanRows {
+    /// The rows of one variant from the `operation`-th `insert_objects` operation (an
+    /// operation's rows come variant by variant).
+    pub fn rows(&self, operation: usize, variant: u32) -> &[PlanRow] {
+        let Some(rows) = self.operations.get(operation) else {
+            return &[];
+        };
+        let start = rows.partition_point(|r| r.variant < variant);
+        let end = rows.partition_point(|r| r.variant <= variant);
+        &rows[start..end]
+    }
+}
+
 impl ScenarioPlanner {
     /// Fails when the scenario has no `insert_objects` operation.
     pub fn new(scenario: &Scenario, stats: &[ClassStats]) -> Result<Self, PlanError> {
@@ -254,10 +276,7 @@ pub fn cache_model_masks(
     options: &PlanOptions,
     segmenter: &mut dyn DrivableSegmenter,
 ) -> Result<u64, PlanError> {
-    let cache = options
-        .mask_cache
-        .clone()
-        .map_or_else(|| MaskCache::for_dataset(dataset_root), MaskCache::new);
+    let cache = options.mask_cache_of(dataset_root);
     let source = MaskSource::Model {
         name: segmenter.name().to_string(),
     };
@@ -333,10 +352,7 @@ fn plan_with_geometry(
             .collect();
         cache_model_masks(dataset_root, dataset, geometry, &frames, options, seg)?;
     }
-    let cache = options
-        .mask_cache
-        .clone()
-        .map_or_else(|| MaskCache::for_dataset(dataset_root), MaskCache::new);
+    let cache = options.mask_cache_of(dataset_root);
 
     let mut rows = Vec::new();
     let mut summary = PlanSummary::default();

@@ -307,10 +307,7 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
         planner,
         geometry,
         road_classes: plan_options.road_classes.clone(),
-        masks: plan_options
-            .mask_cache
-            .clone()
-            .map_or_else(|| MaskCache::for_dataset(&args.dataset), MaskCache::new),
+        masks: plan_options.mask_cache_of(&args.dataset),
         segmenter_name,
         settings,
         inspect: args.observer.is_some(),
@@ -734,14 +731,9 @@ fn variant_of(
         let op_seed = operation_seed(seed, index);
         match operation {
             Operation::InsertObjects(_) => {
-                let rows: Vec<PlanRow> = frame
+                let rows = frame
                     .plan
-                    .and_then(|p| p.operations.get(inserts_done))
-                    .into_iter()
-                    .flatten()
-                    .filter(|r| r.variant == variant)
-                    .cloned()
-                    .collect();
+                    .map_or(&[][..], |p| p.rows(inserts_done, variant));
                 inserts_done += 1;
                 counts.planned += rows.len() as u64;
                 if rows.is_empty() {
@@ -749,10 +741,10 @@ fn variant_of(
                 }
                 // Each plan row carries its own seed (placement derived it from the variant's).
                 let outcome = renderer
-                    .insert(&image, &annotations, frame.semantic, &rows)
+                    .insert(&image, &annotations, frame.semantic, rows)
                     .map_err(|e| e.to_string())?;
                 if job.inspect {
-                    inspection.plan.extend(rows);
+                    inspection.plan.extend_from_slice(rows);
                 }
                 counts.rendered += outcome.kept;
                 counts.filtered_out += outcome.filtered_out;
