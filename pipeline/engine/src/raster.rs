@@ -166,14 +166,10 @@ impl RgbPlane {
     }
 }
 
-/// Resamples a `CV_32FC4` matrix of size `from` (see [`Premultiplied::resized_from_rgba`]).
-fn resize_mat(
-    m: &Mat,
-    from: (u32, u32),
-    width: u32,
-    height: u32,
-) -> Result<Premultiplied, EngineError> {
-    let shrink = width <= from.0 && height <= from.1;
+/// Resamples a `CV_32FC4` matrix (see [`Premultiplied::resized_from_rgba`]).
+fn resize_mat(m: &Mat, width: u32, height: u32) -> Result<Premultiplied, EngineError> {
+    let shrink =
+        i64::from(width) <= i64::from(m.cols()) && i64::from(height) <= i64::from(m.rows());
     let mut out = Mat::default();
     imgproc::resize(
         m,
@@ -218,9 +214,8 @@ pub struct Premultiplied {
 impl Premultiplied {
     /// A cut-out (mirrored when `flip`), premultiplied and resampled to `width x height`: area
     /// averaging when shrinking (no aliasing of fur and edges), bilinear when enlarging. The
-    /// full-resolution premultiplied cut-out is written
-    /// straight into the matrix `OpenCV` resamples: cut-outs are often ten times the size they are
-    /// drawn at.
+    /// full-resolution premultiplied cut-out is written straight into the matrix `OpenCV`
+    /// resamples: cut-outs are often ten times the size they are drawn at.
     pub fn resized_from_rgba(
         image: &image::RgbaImage,
         flip: bool,
@@ -249,7 +244,7 @@ impl Premultiplied {
                 ]);
             }
         }
-        resize_mat(&m, (w as u32, h as u32), width, height)
+        resize_mat(&m, width, height)
     }
 
     fn to_mat(&self) -> Result<Mat, EngineError> {
