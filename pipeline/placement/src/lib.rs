@@ -462,7 +462,11 @@ impl RegionRows {
 
     /// A uniformly chosen allowed pixel with row in `first..=last`.
     fn sample_between(&self, rng: &mut ChaCha8Rng, first: f64, last: f64) -> Option<(u32, u32)> {
-        let n = (self.starts.len() - 1) as f64;
+        // Rows, none for an empty frame.
+        let n = self.starts.len().saturating_sub(1) as f64;
+        if n == 0.0 {
+            return None;
+        }
         let first = first.max(0.0).min(n - 1.0) as usize;
         let last = last.max(0.0).min(n - 1.0) as usize;
         if first > last {
