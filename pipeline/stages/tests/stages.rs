@@ -699,4 +699,60 @@ operations:
             seen.iter().map(|r| &r.mask_source).collect::<Vec<_>>()
         );
     }
+
+    /// A frame whose semantic-label image cannot be read is quarantined with the reason, naming
+    /// its source; the other frames are augmented.
+    #[test]
+    fn a_frame_with_an_unreadable_label_image_is_quarantined_and_the_rest_augmented() {
+        let work = tempfile::tempdir().expect("tempdir");
+        let Some((ds, assets)) = camvid_and_animals(work.path()) else {
+            return;
+        };
+        let mut frames: Vec<FrameRecord> = Dataset::open(&ds)
+            .expect("open")
+            .frames("train", Projection::Full)
+            .expect("frames")
+            .take(3)
+            .collect::<Result<_, _>>()
+            .expect("read");
+        frames[1].semantic_label = Some(b"not a PNG".to_vec());
+        let broken_source = frames[1].frame.source_uri.clone();
+        let broken = work.path().join("broken");
+        let mut writer = DatasetWriter::create(&broken, WriteOptions::default()).expect("create");
+        for record in &frames {
+            writer.write(record).expect("write");
+        }
+        writer.commit(serde_json::json!({})).expect("commit");
+        let scenario =
+            roadsynth_scenario::parse(Path::new("animals-in-fog.yaml"), SCENARIO).expect("parse");
+        let out = work.path().join("out");
+        let summary = augment(
+            &AugmentConfig {
+                dataset: broken,
+                output: out.clone(),
+                assets: Some(assets),
+                ..AugmentConfig::default()
+            },
+            &scenario,
+        )
+        .expect("the run completes");
+        assert_eq!(summary.frames_read, 3);
+        assert_eq!(summary.quarantined, 1, "{summary:?}");
+        assert_eq!(
+            summary.weather_applied, 4,
+            "both variants of the two good frames"
+        );
+        let quarantined = Dataset::open(&out)
+            .expect("open")
+            .quarantine()
+            .expect("read");
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!(quarantined[0].file, broken_source);
+        assert!(
+            quarantined[0].reason.contains(&broken_source)
+                && quarantined[0].reason.contains("label"),
+            "{}",
+            quarantined[0].reason
+        );
+    }
 }
