@@ -383,6 +383,40 @@ pub fn to_u8(v: f32) -> u8 {
 mod tests {
     use super::*;
 
+    /// The Poisson measurement converts only an object's core pixels, packed into one row: each
+    /// pixel's L\*a\*b\* must not depend on where it sits (`OpenCV` converts blocks with SIMD
+    /// and the tail without).
+    #[test]
+    fn lab_of_a_pixel_does_not_depend_on_its_position() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (w, h) = (37u32, 23u32);
+        let plane = RgbPlane {
+            width: w,
+            height: h,
+            data: (0..w * h)
+                .map(|_| std::array::from_fn(|_| rng.random_range(0.0f32..=255.0)))
+                .collect(),
+        };
+        let whole = rgb_to_lab(&plane).expect("lab");
+        // Every third pixel from an odd offset, packed: positions shift against SIMD blocks.
+        let picked: Vec<usize> = (5..plane.data.len()).step_by(3).collect();
+        let packed = rgb_to_lab(&RgbPlane {
+            width: picked.len() as u32,
+            height: 1,
+            data: picked.iter().map(|&i| plane.data[i]).collect(),
+        })
+        .expect("lab");
+        for (k, &i) in picked.iter().enumerate() {
+            let (a, b) = (whole.data[i], packed.data[k]);
+            assert_eq!(
+                a.map(f32::to_bits),
+                b.map(f32::to_bits),
+                "pixel {i}: {a:?} vs {b:?}"
+            );
+        }
+    }
+
     #[test]
     fn covering_rect_clips_and_rounds_outwards() {
         let r = PixelRect::covering(&BBox::new(10.5, -3.0, 20.2, 30.0), 1.0, 25, 25);
