@@ -239,42 +239,90 @@ pub fn fit_dataset<'a>(
     frames: impl IntoIterator<Item = (&'a Frame, &'a [Annotation])>,
     opts: &FitOptions,
 ) -> DatasetGeometry {
-    let mut all = Vec::new();
-    let mut widths = Vec::new();
-    let mut by_sequence: BTreeMap<String, (Vec<BoxObservation>, Vec<u32>)> = BTreeMap::new();
+    let mut fit = DatasetFit::new(opts);
     for (frame, annotations) in frames {
-        let obs = observations(frame, annotations, opts);
-        if let Some(sequence) = &frame.sequence {
-            let entry = by_sequence.entry(sequence.clone()).or_default();
-            entry.0.extend(obs.iter().cloned());
-            entry.1.push(frame.width);
-        }
-        all.extend(obs);
-        widths.push(frame.width);
+        fit.add(frame, annotations);
     }
-    let sequences = by_sequence
-        .into_iter()
-        .filter_map(|(name, (obs, widths))| {
-            let model = fit_from_boxes(&obs, median_width(&widths), opts).ok()?;
-            Some((name, model))
-        })
-        .collect();
-    let (dataset, dataset_error) = match fit_from_boxes(&all, median_width(&widths), opts) {
-        Ok(model) => (Some(model), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
-    DatasetGeometry {
-        dataset,
-        dataset_error,
-        sequences,
-        options: opts.clone(),
+    fit.finish()
+}
+
+/// [`fit_dataset`] one frame at a time, for a caller that streams the dataset: it keeps only the
+/// usable boxes' observations and the frame widths' counts, never a frame or its annotations.
+#[derive(Debug, Clone)]
+pub struct DatasetFit {
+    opts: FitOptions,
+    all: Vec<BoxObservation>,
+    widths: WidthCounts,
+    by_sequence: BTreeMap<String, (Vec<BoxObservation>, WidthCounts)>,
+}
+
+impl DatasetFit {
+    pub fn new(opts: &FitOptions) -> Self {
+        Self {
+            opts: opts.clone(),
+            all: Vec::new(),
+            widths: WidthCounts::default(),
+            by_sequence: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a frame's usable boxes.
+    pub fn add(&mut self, frame: &Frame, annotations: &[Annotation]) {
+        let obs = observations(frame, annotations, &self.opts);
+        if let Some(sequence) = &frame.sequence {
+            let entry = self.by_sequence.entry(sequence.clone()).or_default();
+            entry.0.extend(obs.iter().cloned());
+            entry.1.add(frame.width);
+        }
+        self.all.extend(obs);
+        self.widths.add(frame.width);
+    }
+
+    /// Fits the dataset and each sequence on the boxes added.
+    pub fn finish(self) -> DatasetGeometry {
+        let opts = self.opts;
+        let sequences = self
+            .by_sequence
+            .into_iter()
+            .filter_map(|(name, (obs, widths))| {
+                let model = fit_from_boxes(&obs, widths.median(), &opts).ok()?;
+                Some((name, model))
+            })
+            .collect();
+        let (dataset, dataset_error) = match fit_from_boxes(&self.all, self.widths.median(), &opts)
+        {
+            Ok(model) => (Some(model), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        DatasetGeometry {
+            dataset,
+            dataset_error,
+            sequences,
+            options: opts,
+        }
     }
 }
 
-fn median_width(widths: &[u32]) -> u32 {
-    let mut w = widths.to_vec();
-    w.sort_unstable();
-    w.get(w.len() / 2).copied().unwrap_or(0)
+/// How many frames have each width: the median without a list of every frame's.
+#[derive(Debug, Clone, Default)]
+struct WidthCounts(BTreeMap<u32, usize>);
+
+impl WidthCounts {
+    fn add(&mut self, width: u32) {
+        *self.0.entry(width).or_default() += 1;
+    }
+
+    /// The element at index `n / 2` of the sorted widths (the upper median), 0 when there are none.
+    fn median(&self) -> u32 {
+        let mut rank = self.0.values().sum::<usize>() / 2;
+        for (&width, &count) in &self.0 {
+            if rank < count {
+                return width;
+            }
+            rank -= count;
+        }
+        0
+    }
 }
 
 /// Most candidate pairs tried by the least-median start.

@@ -31,8 +31,8 @@ pub use bands::{PlacementBand, placement_band};
 pub use cache::MaskCache;
 pub use error::GeometryError;
 pub use fit::{
-    BoxObservation, ClassPrior, DatasetGeometry, FitOptions, fit_dataset, fit_from_boxes,
-    observations,
+    BoxObservation, ClassPrior, DatasetFit, DatasetGeometry, FitOptions, fit_dataset,
+    fit_from_boxes, observations,
 };
 pub use ground::{
     DEFAULT_HFOV_DEG, GeometrySource, GroundModel, focal_from_hfov, footprint_depths,

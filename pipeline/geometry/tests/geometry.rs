@@ -5,9 +5,9 @@ use std::path::Path;
 
 use roadsynth_formats::{LoadOptions, Scan, coco, kitti, load_all};
 use roadsynth_geometry::{
-    BoxObservation, DrivableMask, DrivableSegmenter, FitOptions, GeometrySource, GroundModel,
-    MaskCache, MaskSource, SegmenterError, SemanticRoadClasses, fit_dataset, fit_from_boxes,
-    footprint_depths, ground_masks, observations, placement_band,
+    BoxObservation, DatasetFit, DrivableMask, DrivableSegmenter, FitOptions, GeometrySource,
+    GroundModel, MaskCache, MaskSource, SegmenterError, SemanticRoadClasses, fit_dataset,
+    fit_from_boxes, footprint_depths, ground_masks, observations, placement_band,
 };
 use roadsynth_types::{Annotation, FrameRecord};
 
@@ -275,6 +275,42 @@ fn kitti_frames_choose_their_intrinsics() {
     let prior = empty.for_frame(&frame);
     assert_eq!(prior.source.as_str(), "horizon");
     assert!((prior.horizon_row - f64::from(frame.height) / 2.0).abs() < 1e-9);
+}
+
+/// Issue 6 (memory flat in dataset size): the augment stage fits the geometry frame by frame as it
+/// streams the dataset, keeping no frame; the result is the fit over the collected frames.
+#[test]
+fn issue_6_geometry_fitted_frame_by_frame_equals_the_fit_over_all_frames() {
+    let Some(train) = camvid_records("train") else {
+        return;
+    };
+    let records = with_sequences(train);
+    let opts = FitOptions::default();
+    let collected = fit_dataset(
+        records.iter().map(|r| (&r.frame, r.annotations.as_slice())),
+        &opts,
+    );
+    let mut streamed = DatasetFit::new(&opts);
+    for r in records.clone() {
+        streamed.add(&r.frame, &r.annotations);
+    }
+    let streamed = streamed.finish();
+    assert!(collected.dataset.is_some() && collected.sequences.len() >= 2);
+    assert_eq!(streamed, collected);
+    // Frames of several widths: the fitted focal length follows the median width (not the most
+    // common, not the mean), as when every width was kept.
+    let mut mixed = DatasetFit::new(&opts);
+    for (i, r) in records.iter().enumerate() {
+        let mut frame = r.frame.clone();
+        frame.width = [900, 900, 960, 1000, 1100][i % 5];
+        mixed.add(&frame, &r.annotations);
+    }
+    let mixed = mixed.finish();
+    let model = mixed.dataset.expect("a fit");
+    assert!(
+        (model.focal_px - roadsynth_geometry::focal_from_hfov(960, opts.hfov_deg)).abs() < 1e-9,
+        "{model:?}"
+    );
 }
 
 /// `CamVid` frames with their sequence (the image name's prefix, `0001TP_006690.jpg`).

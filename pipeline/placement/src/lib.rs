@@ -26,7 +26,7 @@ pub use stage::{
     FramePlanRows, PlanError, PlanOptions, PlanSummary, ScenarioPlanner, cache_model_masks,
     dataset_geometry, plan_dataset,
 };
-pub use stats::{ClassStats, class_stats_from_annotations};
+pub use stats::{ClassStats, ClassStatsBuilder, class_stats_from_annotations};
 
 /// Ground-plane geometry of a frame: what placement needs to know about the camera.
 pub trait GroundGeometry {

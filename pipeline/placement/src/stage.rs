@@ -6,15 +6,13 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use roadsynth_dataset::{Dataset, DatasetError, Projection};
 use roadsynth_geometry::{
-    DatasetGeometry, DrivableSegmenter, FitOptions, GeometryError, GroundMasks, GroundModel,
-    MaskCache, MaskSource, SemanticRoadClasses, fit_dataset, ground_masks,
+    DatasetFit, DatasetGeometry, DrivableSegmenter, FitOptions, GeometryError, GroundMasks,
+    GroundModel, MaskCache, MaskSource, SemanticRoadClasses, ground_masks,
 };
 use roadsynth_scenario::settings::{InsertObjects, Operation, Scenario};
 use roadsynth_types::{Annotation, Frame, FrameRecord};
 
-use crate::{
-    ClassStats, GroundGeometry, MaskView, PlanRow, Planner, Scene, class_stats_from_annotations,
-};
+use crate::{ClassStats, ClassStatsBuilder, GroundGeometry, MaskView, PlanRow, Planner, Scene};
 
 /// Settings of the plan stage beyond the scenario.
 #[derive(Debug, Clone)]
@@ -103,18 +101,21 @@ pub fn dataset_geometry(
     splits: &[String],
     fit: &FitOptions,
 ) -> Result<(DatasetGeometry, Vec<ClassStats>), PlanError> {
-    let mut frames: Vec<(Frame, Vec<Annotation>)> = Vec::new();
+    // Streamed: a frame's boxes are reduced to the few numbers the fits need, so memory does not
+    // grow with the dataset's annotations.
+    let mut geometry = DatasetFit::new(fit);
+    let mut stats = ClassStatsBuilder::default();
     for split in splits
         .iter()
         .filter(|s| dataset.manifest().splits.contains_key(*s))
     {
         for r in dataset.frames(split, Projection::WithoutImages)? {
             let r = r?;
-            frames.push((r.frame, r.annotations));
+            geometry.add(&r.frame, &r.annotations);
+            stats.add(&r.annotations);
         }
     }
-    let geometry = fit_dataset(frames.iter().map(|(f, a)| (f, a.as_slice())), fit);
-    let stats = class_stats_from_annotations(frames.iter().flat_map(|(_, a)| a));
+    let (geometry, stats) = (geometry.finish(), stats.finish());
     Ok((geometry, stats))
 }
 

@@ -1,5 +1,7 @@
 //! A dataset's own statistics of a class, to refine the scenario's priors where the class exists.
 
+use std::collections::BTreeMap;
+
 use roadsynth_scenario::settings::ObjectClass;
 use roadsynth_types::Annotation;
 
@@ -54,31 +56,51 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
 pub fn class_stats_from_annotations<'a>(
     annotations: impl IntoIterator<Item = &'a Annotation>,
 ) -> Vec<ClassStats> {
-    let mut by_class: std::collections::BTreeMap<&str, (Vec<f64>, Vec<f64>)> =
-        std::collections::BTreeMap::new();
-    for a in annotations {
-        if let (Some(k), true) = (a.kitti, a.origin.is_real() && !a.ignore) {
-            let z = k.location_xyz[2];
-            if z > 0.5 && k.dimensions_hwl[0] > 0.0 {
-                let e = by_class.entry(a.class.as_str()).or_default();
-                e.0.push(z.ln());
-                e.1.push(k.dimensions_hwl[0]);
+    let mut stats = ClassStatsBuilder::default();
+    stats.add(annotations);
+    stats.finish()
+}
+
+/// [`class_stats_from_annotations`] one frame at a time: it keeps two numbers per usable
+/// annotation, never the annotations.
+#[derive(Debug, Clone, Default)]
+pub struct ClassStatsBuilder {
+    /// Per class: ln(depth) and height of each usable annotation.
+    by_class: BTreeMap<String, (Vec<f64>, Vec<f64>)>,
+}
+
+impl ClassStatsBuilder {
+    pub fn add<'a>(&mut self, annotations: impl IntoIterator<Item = &'a Annotation>) {
+        for a in annotations {
+            if let (Some(k), true) = (a.kitti, a.origin.is_real() && !a.ignore) {
+                let z = k.location_xyz[2];
+                if z > 0.5 && k.dimensions_hwl[0] > 0.0 {
+                    let e = match self.by_class.get_mut(&a.class) {
+                        Some(e) => e,
+                        None => self.by_class.entry(a.class.clone()).or_default(),
+                    };
+                    e.0.push(z.ln());
+                    e.1.push(k.dimensions_hwl[0]);
+                }
             }
         }
     }
-    by_class
-        .into_iter()
-        .map(|(class, (ln_z, h))| {
-            let (ln_depth_mean, ln_depth_std) = mean_std(&ln_z);
-            let (height_mean, height_std) = mean_std(&h);
-            ClassStats {
-                class: class.to_string(),
-                samples: ln_z.len(),
-                ln_depth_mean,
-                ln_depth_std,
-                height_mean,
-                height_std,
-            }
-        })
-        .collect()
+
+    pub fn finish(self) -> Vec<ClassStats> {
+        self.by_class
+            .into_iter()
+            .map(|(class, (ln_z, h))| {
+                let (ln_depth_mean, ln_depth_std) = mean_std(&ln_z);
+                let (height_mean, height_std) = mean_std(&h);
+                ClassStats {
+                    class,
+                    samples: ln_z.len(),
+                    ln_depth_mean,
+                    ln_depth_std,
+                    height_mean,
+                    height_std,
+                }
+            })
+            .collect()
+    }
 }
