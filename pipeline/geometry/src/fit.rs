@@ -369,8 +369,8 @@ fn least_median_start(points: &[(f64, f64)]) -> Option<(f64, f64)> {
         .par_iter()
         .enumerate()
         .map_init(
-            || vec![0.0; n],
-            |errors, (index, &(i, j))| {
+            || vec![0u64; n],
+            |keys, (index, &(i, j))| {
                 let ((vi, si), (vj, sj)) = (points[i], points[j]);
                 if (vj - vi).abs() < 1.0 {
                     return None;
@@ -380,10 +380,21 @@ fn least_median_start(points: &[(f64, f64)]) -> Option<(f64, f64)> {
                     return None;
                 }
                 let v0 = vi - si / a;
-                for (e, &p) in errors.iter_mut().zip(points) {
-                    *e = log_error(a, v0, p).abs();
+                // |ln r| of r = predicted / observed ranks as max(r, 1/r), and positive floats
+                // rank as their bits: the median is selected among integers, with one logarithm
+                // per pair instead of one per point (the logarithms were half the fit's time).
+                for (key, &(v, s)) in keys.iter_mut().zip(points) {
+                    let predicted = a * (v - v0);
+                    let r = predicted / s;
+                    *key = if predicted > 0.0 {
+                        r.max(1.0 / r).to_bits()
+                    } else {
+                        f64::INFINITY.to_bits()
+                    };
                 }
-                Some((median_in_place(errors), index, a, v0))
+                let mid = keys.len() / 2;
+                let median = f64::from_bits(*keys.select_nth_unstable(mid).1).ln();
+                Some((median, index, a, v0))
             },
         )
         .flatten()
