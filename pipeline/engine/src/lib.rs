@@ -70,8 +70,8 @@ pub use insert::{
     RejectedRender,
 };
 pub use library::{
-    Exemplar, ExemplarLibrary, Fit, SUBSTITUTIONS, SelectionConfig, Tier, normalise_class,
-    source_classes,
+    Exemplar, ExemplarLibrary, Fit, SUBSTITUTIONS, SelectionConfig, Tier, bank_classes_for,
+    normalise_class, source_classes,
 };
 pub use naive::{NaiveConfig, NaivePaste};
 pub use raster::PixelRect;

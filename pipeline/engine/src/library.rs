@@ -75,13 +75,14 @@ impl ExemplarLibrary {
         Ok(Self::from_exemplars(exemplars))
     }
 
-    /// Opens a bank folder (`roadsynth assets build`) and decodes it.
-    pub fn open(dir: &Path) -> Result<Self, EngineError> {
+    /// Opens a bank folder (`roadsynth assets build`) and decodes its cut-outs (of `classes`
+    /// only, when given: see [`bank_classes_for`]).
+    pub fn open(dir: &Path, classes: Option<&[&str]>) -> Result<Self, EngineError> {
         let bank = AssetBank::open(dir).map_err(|source| EngineError::Bank {
             path: dir.to_path_buf(),
             source,
         })?;
-        Self::from_bank(&bank, None)
+        Self::from_bank(&bank, classes)
     }
 
     pub fn from_exemplars(exemplars: Vec<Exemplar>) -> Self {
@@ -189,6 +190,21 @@ pub fn source_classes(class: &str) -> Vec<(String, bool)> {
     }
     if let Some((_, subs, _)) = SUBSTITUTIONS.iter().find(|(c, _, _)| *c == name) {
         out.extend(subs.iter().map(|s| ((*s).to_string(), true)));
+    }
+    out
+}
+
+/// The bank classes that can serve scenario classes: each one's [`source_classes`], in order of
+/// first appearance. A library of these only chooses exactly as one of the whole bank would (the
+/// choice never looks at other classes) and decodes no cut-out it could not choose.
+pub fn bank_classes_for<'a>(scenario_classes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for class in scenario_classes {
+        for (source, _) in source_classes(class) {
+            if !out.contains(&source) {
+                out.push(source);
+            }
+        }
     }
     out
 }

@@ -11,7 +11,7 @@ use roadsynth_engine::{
     DetectorFilter, DiffusionEditConfig, DiffusionInsertConfig, DiffusionInserter, EditOutcome,
     EngineError, ExemplarCompositor, ExemplarConfig, ExemplarLibrary, FilterConfig, FrameInput,
     InsertBackend, InsertConfig, InsertOutcome, InsertionEngine, NaiveConfig, NaivePaste,
-    VehicleEditConfig, VehicleEditor,
+    VehicleEditConfig, VehicleEditor, bank_classes_for,
 };
 use roadsynth_models::{CocoDetector, VehicleSegmenter};
 use roadsynth_placement::PlanRow;
@@ -81,11 +81,24 @@ impl RenderSettings {
         let needs_assets = inserts && args.renderer != RendererKind::Diffusion;
         let library = match (&assets, needs_assets) {
             (Some(dir), true) => {
-                let library = ExemplarLibrary::open(dir)?;
+                // Only cut-outs that the scenario's classes can be drawn from are decoded.
+                let wanted = bank_classes_for(
+                    scenario
+                        .operations
+                        .iter()
+                        .filter_map(|op| match op {
+                            Operation::InsertObjects(i) => Some(i),
+                            _ => None,
+                        })
+                        .flat_map(|i| i.classes.iter().map(|c| c.name.as_str())),
+                );
+                let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+                let library = ExemplarLibrary::open(dir, Some(&wanted))?;
                 if library.is_empty() {
                     return Err(StageError::Config(format!(
-                        "asset bank {} has no cut-outs",
-                        dir.display()
+                        "asset bank {} has no cut-outs of the scenario's classes or their stand-ins ({})",
+                        dir.display(),
+                        wanted.join(", ")
                     )));
                 }
                 Some(Arc::new(library))

@@ -702,6 +702,48 @@ operations:
 
     /// A frame whose semantic-label image cannot be read is quarantined with the reason, naming
     /// its source; the other frames are augmented.
+    /// Only cut-outs the scenario's classes can be drawn from are decoded (issue 6: the bank's
+    /// other classes cost start-up time); a bank with none of them is refused before any frame,
+    /// with the classes looked for, and nothing is committed.
+    #[test]
+    fn issue_6_a_bank_without_the_scenarios_classes_is_refused_before_any_frame() {
+        let work = tempfile::tempdir().expect("tempdir");
+        let Some((ds, assets)) = camvid_and_animals(work.path()) else {
+            return;
+        };
+        let scenario = roadsynth_scenario::parse(
+            Path::new("giraffes.yaml"),
+            "
+seed: 1
+splits: [train]
+operations:
+  - insert_objects:
+      classes:
+        - {name: giraffe, height_m: 5.0, length_m: 4.0, width_m: 1.0}
+      label: animal
+",
+        )
+        .expect("parse");
+        let out = work.path().join("out");
+        let err = augment(
+            &AugmentConfig {
+                dataset: ds,
+                output: out.clone(),
+                assets: Some(assets.clone()),
+                max_frames: Some(2),
+                ..AugmentConfig::default()
+            },
+            &scenario,
+        )
+        .expect_err("the bank has cats, dogs, horses, sheep, cows and bears only");
+        let text = err.to_string();
+        assert!(
+            text.contains(&assets.display().to_string()) && text.contains("(giraffe)"),
+            "{text}"
+        );
+        assert!(Dataset::open(&out).is_err(), "nothing committed");
+    }
+
     #[test]
     fn a_frame_with_an_unreadable_label_image_is_quarantined_and_the_rest_augmented() {
         let work = tempfile::tempdir().expect("tempdir");
