@@ -6,7 +6,7 @@
 //! With `external_trainer` set, a user's command trains and predicts instead of the built-in
 //! detector (see [`crate::external_trainer`]); everything after the predictions file is the same.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -309,6 +309,7 @@ pub fn run(
     examples.extend(detection_examples(spec, &tests, &seeds, &detections)?);
     let (mut notes, caveats) = notes(spec, &seeds, frames_per_epoch, &scores, &tests);
     notes.extend(training_data_notes(config, spec)?);
+    notes.extend(size_notes(config, spec)?);
     let experiment = Experiment {
         name: format!("Detector retraining, run {run_id}"),
         run_id: run_id.to_string(),
@@ -351,6 +352,82 @@ fn training_data_notes(config: &Orchestrator, spec: &ExperimentSpec) -> Result<V
             ))
         })
         .collect()
+}
+
+/// Object sizes per class of the test sets, in each arm's training data and in each test set:
+/// box height over image height. Generated objects at other scales than a test set's teach a
+/// detector little about it, however realistic, so a reader needs this to judge an arm's gain.
+fn size_notes(config: &Orchestrator, spec: &ExperimentSpec) -> Result<Vec<String>> {
+    let heights = |dataset: &str, split: &str| -> Result<BTreeMap<String, Vec<f64>>> {
+        let root = config.datasets_root.join(dataset);
+        let opened = Dataset::open(&root).with_context(|| format!("opening {}", root.display()))?;
+        let mut by_class: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let frames = opened
+            .frames(split, Projection::WithoutImages)
+            .with_context(|| format!("reading split {split} of {}", root.display()))?;
+        for record in frames {
+            let record =
+                record.with_context(|| format!("reading split {split} of {}", root.display()))?;
+            let image_height = f64::from(record.frame.height.max(1));
+            for a in record.annotations.iter().filter(|a| !a.crowd && !a.ignore) {
+                by_class
+                    .entry(a.class.clone())
+                    .or_default()
+                    .push(a.bbox.height() / image_height);
+            }
+        }
+        Ok(by_class)
+    };
+    let mut sources: Vec<(String, BTreeMap<String, Vec<f64>>)> = Vec::new();
+    for (arm, dataset) in &spec.arms {
+        sources.push((
+            format!("{arm} training"),
+            heights(dataset, &spec.train_split)?,
+        ));
+    }
+    let first_test = sources.len();
+    for test in &spec.tests {
+        sources.push((
+            format!("{} test", test.name),
+            heights(&test.dataset, &test.split)?,
+        ));
+    }
+    let classes: BTreeSet<&String> = sources[first_test..]
+        .iter()
+        .flat_map(|(_, by_class)| by_class.keys())
+        .collect();
+    Ok(classes
+        .into_iter()
+        .map(|class| {
+            let parts: Vec<String> = sources
+                .iter()
+                .map(|(source, by_class)| match by_class.get(class) {
+                    Some(h) if !h.is_empty() => {
+                        format!("{source} {} (n = {})", percentiles(h), h.len())
+                    }
+                    _ => format!("{source} none"),
+                })
+                .collect();
+            format!(
+                "{class} box heights as a fraction of the image height (10th/25th/50th/75th/90th percentiles): {}.",
+                parts.join("; ")
+            )
+        })
+        .collect())
+}
+
+/// The 10th, 25th, 50th, 75th and 90th percentiles of `values` (nearest rank below), as
+/// `0.09/0.13/0.19/0.24/0.31`.
+fn percentiles(values: &[f64]) -> String {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let last = sorted.len().saturating_sub(1) as f64;
+    [0.1, 0.25, 0.5, 0.75, 0.9]
+        .iter()
+        // In range: the rank is at most `last`, an index of `sorted`.
+        .map(|p| format!("{:.2}", sorted[(p * last).floor() as usize]))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// What the report says about how the arms were made comparable, and what it cannot vouch for.

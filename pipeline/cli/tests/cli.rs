@@ -1259,6 +1259,21 @@ fn issue_7_experiment_trains_scores_reports_and_skips_when_unchanged() {
     );
     let md = std::fs::read_to_string(report.join("report.md")).expect("report.md");
     assert!(md.contains("Car"), "{md}");
+    // The scales each arm trained on against the test set's (the same frames here).
+    let sizes = md
+        .lines()
+        .find(|l| l.contains("Car box heights as a fraction of the image height"))
+        .expect("a size line for Car");
+    let real = sizes
+        .split("real training ")
+        .nth(1)
+        .and_then(|r| r.split(';').next());
+    let test = sizes
+        .split("kitti-train test ")
+        .nth(1)
+        .map(|t| t.trim_end_matches('.'));
+    assert_eq!(real, test, "{sizes}");
+    assert!(real.is_some_and(|r| r.contains("(n = ")), "{sizes}");
     let html = std::fs::read_to_string(report.join("report.html")).expect("report.html");
     assert!(html.contains("<svg") && !html.contains("https://"));
     // Same inputs: the experiment is not trained again.
