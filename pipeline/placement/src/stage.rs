@@ -115,8 +115,7 @@ pub fn dataset_geometry(
             stats.add(&r.annotations);
         }
     }
-    let (geometry, stats) = (geometry.finish(), stats.finish());
-    Ok((geometry, stats))
+    Ok((geometry.finish(), stats.finish()))
 }
 
 /// The ground masks of a frame from its best source: cached if present, else computed and cached.

@@ -75,10 +75,7 @@ impl ClassStatsBuilder {
             if let (Some(k), true) = (a.kitti, a.origin.is_real() && !a.ignore) {
                 let z = k.location_xyz[2];
                 if z > 0.5 && k.dimensions_hwl[0] > 0.0 {
-                    let e = match self.by_class.get_mut(&a.class) {
-                        Some(e) => e,
-                        None => self.by_class.entry(a.class.clone()).or_default(),
-                    };
+                    let e = self.by_class.entry(a.class.clone()).or_default();
                     e.0.push(z.ln());
                     e.1.push(k.dimensions_hwl[0]);
                 }
