@@ -259,6 +259,11 @@ pub(crate) fn render(m: &MetricsFile, e: &Experiment) -> Result<String, ReportEr
         table(&mut out, &tables::per_class(m, name, |f| &f.ap50));
         out.push_str("<h3>AP (IoU 0.50:0.95) per class</h3>\n");
         table(&mut out, &tables::per_class(m, name, |f| &f.ap));
+        let slices = tables::per_slice(m, name, |f| &f.ap50);
+        if !slices.rows.is_empty() {
+            out.push_str("<h3>AP50 per slice (all classes)</h3>\n");
+            table(&mut out, &slices);
+        }
         for d in m.deltas.iter().filter(|d| d.test_set == name) {
             let _ = writeln!(out, "<h3>{} - {}</h3>", d.b, d.a);
             table(&mut out, &tables::deltas(d));

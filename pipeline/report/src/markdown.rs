@@ -90,6 +90,11 @@ pub(crate) fn render(m: &MetricsFile) -> String {
         table(&mut out, &tables::per_class(m, name, |f: &Figures| &f.ap50));
         out.push_str("### AP (IoU 0.50:0.95) per class\n\n");
         table(&mut out, &tables::per_class(m, name, |f: &Figures| &f.ap));
+        let slices = tables::per_slice(m, name, |f: &Figures| &f.ap50);
+        if !slices.rows.is_empty() {
+            out.push_str("### AP50 per slice (all classes)\n\n");
+            table(&mut out, &slices);
+        }
         for d in m.deltas.iter().filter(|d| d.test_set == name) {
             let _ = writeln!(out, "### {} - {}\n", d.b, d.a);
             table(&mut out, &tables::deltas(d));

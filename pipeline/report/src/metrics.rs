@@ -6,7 +6,9 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 
-use roadsynth_eval::{Bootstrap, ClassMetrics, Difference, EvalReport, Interval, Metrics};
+use roadsynth_eval::{
+    Bootstrap, ClassMetrics, Difference, EvalReport, Interval, Metrics, SliceReport,
+};
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -54,6 +56,9 @@ pub struct TestSetInfo {
     pub objects: usize,
     /// Ground-truth objects per evaluated class.
     pub classes: Keyed<usize>,
+    /// Ground-truth objects per slice (`weather=fog`), when the experiment sliced the test set.
+    #[serde(default, skip_serializing_if = "Keyed::is_empty")]
+    pub slices: Keyed<usize>,
     /// How the intervals were bootstrapped; `None`: no intervals.
     pub bootstrap: Option<Bootstrap>,
 }
@@ -78,6 +83,9 @@ pub struct ArmTestSet {
     /// All classes: COCO's AP50 and AP (the mean over classes).
     pub overall: Figures,
     pub classes: Keyed<Figures>,
+    /// All classes on each slice of the test set (`weather=fog`, `origin=real`), when asked for.
+    #[serde(default, skip_serializing_if = "Keyed::is_empty")]
+    pub slices: Keyed<Figures>,
 }
 
 /// AP at `IoU` 0.5 and AP over `IoU` 0.50:0.95.
@@ -156,7 +164,17 @@ pub struct PairedDelta {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Keyed<V>(pub Vec<(String, V)>);
 
+impl<V> Default for Keyed<V> {
+    fn default() -> Self {
+        Keyed(Vec::new())
+    }
+}
+
 impl<V> Keyed<V> {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn get(&self, key: &str) -> Option<&V> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
@@ -638,6 +656,46 @@ fn arm_figures(
     }
 }
 
+/// A slice's name in the report: `key=value`.
+fn slice_name(slice: &SliceReport) -> String {
+    format!("{}={}", slice.key, slice.value)
+}
+
+/// An arm's all-classes figures on one slice of a test set; a seed whose report lacks the slice
+/// has no value there.
+fn slice_figures(
+    checked: &Checked<'_>,
+    arm: Arm,
+    seeds: &[(u64, &std::path::Path)],
+    test_set: &str,
+    (key, value): (&str, &str),
+) -> Figures {
+    let one = |which: Which| {
+        figure(
+            seeds
+                .iter()
+                .map(|(seed, _)| {
+                    let (value, interval) = checked
+                        .report(arm, *seed, test_set)
+                        .slices
+                        .iter()
+                        .find(|sl| sl.key == key && sl.value == value)
+                        .map_or((None, None), |sl| which.overall(&sl.metrics));
+                    SeedValue {
+                        seed: *seed,
+                        value,
+                        interval,
+                    }
+                })
+                .collect(),
+        )
+    };
+    Figures {
+        ap50: one(Which::Ap50),
+        ap: one(Which::Ap),
+    }
+}
+
 fn delta(checked: &Checked<'_>, d: &DeltaKey<'_>, class: Option<&str>, which: Which) -> Delta {
     let pick = |f: &Figures| match which {
         Which::Ap50 => f.ap50.mean,
@@ -696,6 +754,12 @@ pub(crate) fn aggregate(checked: &Checked<'_>) -> MetricsFile {
                             .map(|c| (c.class.clone(), c.objects))
                             .collect(),
                     ),
+                    slices: Keyed(
+                        r.slices
+                            .iter()
+                            .map(|sl| (slice_name(sl), sl.metrics.objects))
+                            .collect(),
+                    ),
                     bootstrap: r.bootstrap,
                 };
                 (name.clone(), info)
@@ -717,9 +781,16 @@ pub(crate) fn aggregate(checked: &Checked<'_>) -> MetricsFile {
                                 arm_figures(checked, *arm, seeds, t, Some(class)),
                             )
                         });
+                        let slices = checked.first(t).slices.iter().map(|sl| {
+                            (
+                                slice_name(sl),
+                                slice_figures(checked, *arm, seeds, t, (&sl.key, &sl.value)),
+                            )
+                        });
                         let m = ArmTestSet {
                             overall: arm_figures(checked, *arm, seeds, t, None),
                             classes: Keyed(classes.collect()),
+                            slices: Keyed(slices.collect()),
                         };
                         (t.clone(), m)
                     })

@@ -98,6 +98,38 @@ pub(crate) fn per_class(m: &MetricsFile, test_set: &str, pick: fn(&Figures) -> &
     Table { header, rows }
 }
 
+/// Per slice of a test set (`weather=fog`), the all-classes figure of each arm; no rows when the
+/// test set was not sliced.
+pub(crate) fn per_slice(m: &MetricsFile, test_set: &str, pick: fn(&Figures) -> &Figure) -> Table {
+    let arms = arms(m);
+    let mut header = vec!["slice".to_string(), "objects".to_string()];
+    header.extend(arms.iter().map(|a| a.as_str().to_string()));
+    let Some(info) = m.test_sets.get(test_set) else {
+        return Table {
+            header,
+            rows: Vec::new(),
+        };
+    };
+    let arm_sets: Vec<_> = arms
+        .iter()
+        .filter_map(|a| m.arms.get(a.as_str())?.test_sets.get(test_set))
+        .collect();
+    let rows = info
+        .slices
+        .iter()
+        .map(|(slice, objects)| {
+            let mut row = vec![slice.to_string(), objects.to_string()];
+            row.extend(arm_sets.iter().map(|t| {
+                t.slices
+                    .get(slice)
+                    .map_or_else(String::new, |f| figure(pick(f)))
+            }));
+            row
+        })
+        .collect();
+    Table { header, rows }
+}
+
 /// One delta, per class: AP50 and AP differences with intervals and the share of resamples won.
 pub(crate) fn deltas(d: &DeltaMetrics) -> Table {
     let header = ["class", "Δ AP50", "P(b > a) AP50", "Δ AP", "P(b > a) AP"]

@@ -16,8 +16,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use roadsynth_dataset::{Dataset, DatasetWriter, Projection, WriteOptions};
 use roadsynth_eval::{
-    Bootstrap, ClassMap, Detection, Detections, EvalOptions, EvalReport, GroundTruth, compare,
-    evaluate,
+    Bootstrap, ClassMap, Detection, Detections, EvalOptions, EvalReport, GroundTruth, SliceSpec,
+    compare, evaluate,
 };
 use roadsynth_formats::{LoadOptions, coco, export, load_all};
 use roadsynth_report::{
@@ -302,6 +302,15 @@ fn build() -> Option<Built> {
             let mut results = Vec::new();
             for t in &test_sets {
                 let dets = Detector { arm, seed }.detect(t);
+                // road-animals sliced by species, as an experiment's `slices:` asks.
+                let options = EvalOptions {
+                    slices: if t.name == "road-animals" {
+                        vec![SliceSpec::by("species")]
+                    } else {
+                        Vec::new()
+                    },
+                    ..options.clone()
+                };
                 let report = evaluate(&t.gt, &dets, &options).expect("evaluate");
                 for curve in pr_curves(t, &dets) {
                     pr.push(ArmPrCurve {
@@ -587,6 +596,53 @@ fn metrics_json_holds_every_arm_class_seed_and_delta() {
         m.caveats
     );
     assert_eq!(m.caveats[0], built.experiment.caveats[0]);
+}
+
+/// Issue 7: a test set's slices (here road-animals by species) reach metrics.json and the
+/// tables, per arm and seed, with the values roadsynth-eval computed; an unsliced test set has none.
+#[test]
+fn issue_7_slices_of_a_test_set_are_reported_per_arm() {
+    let Some(built) = built() else {
+        return;
+    };
+    let dir = out_dir("slices");
+    let files = write_report(&dir, &built.experiment).expect("write report");
+    let json = read_json(&files.metrics_json);
+    assert!(json["test_sets"]["camvid-val"].get("slices").is_none());
+    let slices = json["test_sets"]["road-animals"]["slices"]
+        .as_object()
+        .expect("road-animals slices");
+    assert!(slices.contains_key("species=cow"), "{slices:?}");
+    for arm in Arm::ALL {
+        let figure = &json["arms"][arm.as_str()]["test_sets"]["road-animals"]["slices"]["species=cow"]
+            ["ap50"];
+        for (i, seed) in SEEDS.into_iter().enumerate() {
+            let report = &built.reports[&(arm, seed, "road-animals".to_string())];
+            let cows = report
+                .slices
+                .iter()
+                .find(|s| s.key == "species" && s.value == "cow")
+                .expect("a cow slice");
+            let expected = cows.metrics.summary.ap50;
+            let got = figure["seeds"][i]["value"].as_f64();
+            assert_eq!(got, expected, "{arm} seed {seed}: {figure}");
+        }
+    }
+    let md = std::fs::read_to_string(&files.report_md).expect("report.md");
+    let section = md
+        .split("## Test set `road-animals`")
+        .nth(1)
+        .expect("road-animals section");
+    assert!(section.contains("### AP50 per slice (all classes)"), "{md}");
+    assert!(section.contains("| species=cow |"), "{md}");
+    let camvid = md
+        .split("## Test set `camvid-val`")
+        .nth(1)
+        .and_then(|s| s.split("## Test set").next())
+        .expect("camvid-val section");
+    assert!(!camvid.contains("per slice"));
+    let html = std::fs::read_to_string(&files.report_html).expect("report.html");
+    assert!(html.contains("AP50 per slice (all classes)"));
 }
 
 #[test]
