@@ -87,7 +87,7 @@ impl AugmentArgs {
             vehicle_model: path(&config.models.vehicle_segmenter),
             drivable_model: path(&config.models.drivable_area),
             max_frames: spec.max_frames,
-            generated_only: false,
+            generated_only: spec.generated_only,
             shard: None,
             shard_dir: None,
             workers: None,

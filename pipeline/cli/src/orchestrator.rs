@@ -162,6 +162,10 @@ struct AugmentWire {
     filter: Option<bool>,
     #[serde(default)]
     max_frames: Option<usize>,
+    /// Write only the generated frames, not the real ones beside them (a test set that must be
+    /// all fog, rain, ...), nor the splits the scenario does not augment.
+    #[serde(default)]
+    generated_only: Option<bool>,
 }
 
 /// A model file and the sha256 it must have.
@@ -247,6 +251,7 @@ pub struct AugmentSpec {
     pub renderer: String,
     pub filter: bool,
     pub max_frames: Option<usize>,
+    pub generated_only: bool,
 }
 
 /// A model file, checked against its pinned sha256 before use.
@@ -520,6 +525,7 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
                 renderer,
                 filter,
                 max_frames: a.max_frames,
+                generated_only: a.generated_only.unwrap_or(false),
             });
             datasets.push(name.clone());
         }

@@ -598,6 +598,10 @@ fn run_the_repository_orchestrator_runs_every_stage_and_skips_unchanged_ones() {
     assert!(roadsynth_arm["annotations"]["animal"].as_u64() > Some(0));
     let naive_arm = stats(&work.path().join("ds/camvid-naive"));
     assert!(naive_arm["annotations"]["animal"].as_u64() > Some(0));
+    // The foggy test set holds the fogged val frames only: no clear original, no other split.
+    let fog = stats(&work.path().join("ds/camvid-fog"));
+    assert_eq!(fog["frames"], 6, "{fog}");
+    assert_eq!(fog["splits"]["val"]["frames"], 6, "{fog}");
     check_run_recording(work.path(), &first);
     // The report compares all three arms, each with both seeds, on every test set.
     let report = first
