@@ -627,20 +627,20 @@ fn span(intervals: &[Option<Interval>]) -> Option<Interval> {
     })
 }
 
-fn arm_figures(
+/// An arm's AP50 and AP over its seeds, each seed's value picked from its report on `test_set`.
+fn seed_figures(
     checked: &Checked<'_>,
     arm: Arm,
     seeds: &[(u64, &std::path::Path)],
     test_set: &str,
-    class: Option<&str>,
+    pick: impl Fn(&EvalReport, Which) -> (Option<f64>, Option<Interval>),
 ) -> Figures {
     let one = |which: Which| {
         figure(
             seeds
                 .iter()
                 .map(|(seed, _)| {
-                    let (value, interval) =
-                        Checked::value(checked.report(arm, *seed, test_set), class, which);
+                    let (value, interval) = pick(checked.report(arm, *seed, test_set), which);
                     SeedValue {
                         seed: *seed,
                         value,
@@ -654,6 +654,18 @@ fn arm_figures(
         ap50: one(Which::Ap50),
         ap: one(Which::Ap),
     }
+}
+
+fn arm_figures(
+    checked: &Checked<'_>,
+    arm: Arm,
+    seeds: &[(u64, &std::path::Path)],
+    test_set: &str,
+    class: Option<&str>,
+) -> Figures {
+    seed_figures(checked, arm, seeds, test_set, |report, which| {
+        Checked::value(report, class, which)
+    })
 }
 
 /// A slice's name in the report: `key=value`.
@@ -670,30 +682,13 @@ fn slice_figures(
     test_set: &str,
     (key, value): (&str, &str),
 ) -> Figures {
-    let one = |which: Which| {
-        figure(
-            seeds
-                .iter()
-                .map(|(seed, _)| {
-                    let (value, interval) = checked
-                        .report(arm, *seed, test_set)
-                        .slices
-                        .iter()
-                        .find(|sl| sl.key == key && sl.value == value)
-                        .map_or((None, None), |sl| which.overall(&sl.metrics));
-                    SeedValue {
-                        seed: *seed,
-                        value,
-                        interval,
-                    }
-                })
-                .collect(),
-        )
-    };
-    Figures {
-        ap50: one(Which::Ap50),
-        ap: one(Which::Ap),
-    }
+    seed_figures(checked, arm, seeds, test_set, |report, which| {
+        report
+            .slices
+            .iter()
+            .find(|sl| sl.key == key && sl.value == value)
+            .map_or((None, None), |sl| which.overall(&sl.metrics))
+    })
 }
 
 fn delta(checked: &Checked<'_>, d: &DeltaKey<'_>, class: Option<&str>, which: Which) -> Delta {
