@@ -3,7 +3,7 @@
 
 use roadsynth_eval::Interval;
 
-use crate::metrics::{Delta, DeltaMetrics, Figure, Figures, MetricsFile};
+use crate::metrics::{ArmTestSet, Delta, DeltaMetrics, Figure, Figures, MetricsFile};
 use crate::model::Arm;
 
 /// A table of text cells; the first column is a row label.
@@ -70,19 +70,30 @@ pub(crate) fn arms(m: &MetricsFile) -> Vec<Arm> {
         .collect()
 }
 
+/// A per-test-set table's header (`first`, objects, one column per arm) and each present arm's
+/// figures on that test set, in column order.
+fn arm_columns<'m>(
+    m: &'m MetricsFile,
+    test_set: &str,
+    first: &str,
+) -> (Vec<String>, Vec<&'m ArmTestSet>) {
+    let arms = arms(m);
+    let mut header = vec![first.to_string(), "objects".to_string()];
+    header.extend(arms.iter().map(|a| a.as_str().to_string()));
+    let arm_sets = arms
+        .iter()
+        .filter_map(|a| m.arms.get(a.as_str())?.test_sets.get(test_set))
+        .collect();
+    (header, arm_sets)
+}
+
 /// Per class (first row: all classes), the figure of each arm on one test set.
 pub(crate) fn per_class(m: &MetricsFile, test_set: &str, pick: fn(&Figures) -> &Figure) -> Table {
-    let arms = arms(m);
-    let mut header = vec!["class".to_string(), "objects".to_string()];
-    header.extend(arms.iter().map(|a| a.as_str().to_string()));
+    let (header, arm_sets) = arm_columns(m, test_set, "class");
     let mut rows = Vec::new();
     let Some(info) = m.test_sets.get(test_set) else {
         return Table { header, rows };
     };
-    let arm_sets: Vec<_> = arms
-        .iter()
-        .filter_map(|a| m.arms.get(a.as_str())?.test_sets.get(test_set))
-        .collect();
     let mut row = vec!["all classes".to_string(), info.objects.to_string()];
     row.extend(arm_sets.iter().map(|t| figure(pick(&t.overall))));
     rows.push(row);
@@ -101,32 +112,25 @@ pub(crate) fn per_class(m: &MetricsFile, test_set: &str, pick: fn(&Figures) -> &
 /// Per slice of a test set (`weather=fog`), the all-classes figure of each arm; no rows when the
 /// test set was not sliced.
 pub(crate) fn per_slice(m: &MetricsFile, test_set: &str, pick: fn(&Figures) -> &Figure) -> Table {
-    let arms = arms(m);
-    let mut header = vec!["slice".to_string(), "objects".to_string()];
-    header.extend(arms.iter().map(|a| a.as_str().to_string()));
-    let Some(info) = m.test_sets.get(test_set) else {
-        return Table {
-            header,
-            rows: Vec::new(),
-        };
-    };
-    let arm_sets: Vec<_> = arms
-        .iter()
-        .filter_map(|a| m.arms.get(a.as_str())?.test_sets.get(test_set))
-        .collect();
-    let rows = info
-        .slices
-        .iter()
-        .map(|(slice, objects)| {
-            let mut row = vec![slice.to_string(), objects.to_string()];
-            row.extend(arm_sets.iter().map(|t| {
-                t.slices
-                    .get(slice)
-                    .map_or_else(String::new, |f| figure(pick(f)))
-            }));
-            row
+    let (header, arm_sets) = arm_columns(m, test_set, "slice");
+    let rows = m
+        .test_sets
+        .get(test_set)
+        .map(|info| {
+            info.slices
+                .iter()
+                .map(|(slice, objects)| {
+                    let mut row = vec![slice.to_string(), objects.to_string()];
+                    row.extend(arm_sets.iter().map(|t| {
+                        t.slices
+                            .get(slice)
+                            .map_or_else(String::new, |f| figure(pick(f)))
+                    }));
+                    row
+                })
+                .collect()
         })
-        .collect();
+        .unwrap_or_default();
     Table { header, rows }
 }
 
