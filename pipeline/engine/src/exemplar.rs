@@ -141,6 +141,30 @@ impl Context {
         Self { rect, rgb, ring }
     }
 
+    /// L\*a\*b\* statistics of the ring. Only the ring's pixels are converted, packed into one
+    /// row in scan order (a pixel's L\*a\*b\* does not depend on its place in the plane), so the
+    /// sums run over the same values in the same order as over the whole rectangle.
+    fn ring_lab_stats(&self) -> Result<LabStats, EngineError> {
+        let data: Vec<[f32; 3]> = self
+            .rgb
+            .data
+            .iter()
+            .zip(&self.ring)
+            .filter(|(_, in_ring)| **in_ring)
+            .map(|(p, _)| *p)
+            .collect();
+        if data.is_empty() {
+            return Ok(LabStats::default());
+        }
+        let lab = rgb_to_lab(&RgbPlane {
+            // At most the rectangle's pixel count, a product of two `u32`s within the frame.
+            width: data.len() as u32,
+            height: 1,
+            data,
+        })?;
+        Ok(LabStats::of(&lab, &vec![1.0; lab.data.len()]))
+    }
+
     fn image_and_weight(&self) -> (RgbImage, GrayImage) {
         let (w, h) = (self.rect.width(), self.rect.height());
         let img = RgbImage::from_fn(w, h, |x, y| {
@@ -315,17 +339,12 @@ impl ExemplarCompositor {
         };
 
         // Harmonisation toward the ring.
+        // The object's L*a*b* serves both its statistics and the transfer itself.
         let object_lab = rgb_to_lab(&colour)?;
         let object_stats = LabStats::of(&object_lab, &alpha.data);
-        let ring_lab = rgb_to_lab(&context.rgb)?;
-        let ring_w: Vec<f32> = context
-            .ring
-            .iter()
-            .map(|&r| f32::from(u8::from(r)))
-            .collect();
-        let ring_stats = LabStats::of(&ring_lab, &ring_w);
+        let ring_stats = context.ring_lab_stats()?;
         let harmonisation = harmonise::plan(object_stats, ring_stats, &cfg.harmonise);
-        colour = harmonise::apply(&colour, &harmonisation)?;
+        colour = harmonise::apply_to_lab(object_lab, &harmonisation)?;
 
         // Sensor noise: what the surroundings have beyond what the (blurred) cut-out has.
         let mut noise_added = 0.0f32;

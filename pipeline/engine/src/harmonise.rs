@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
-use crate::raster::{RgbPlane, lab_to_rgb, rgb_to_lab};
+use crate::raster::{RgbPlane, lab_to_rgb};
 
 /// How far a cut-out is moved toward its surroundings' statistics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,9 +150,9 @@ pub fn plan(object: LabStats, ring: LabStats, config: &HarmoniseConfig) -> Harmo
     }
 }
 
-/// Applies a transfer to sRGB colours (`0..=255`).
-pub fn apply(colour: &RgbPlane, h: &Harmonisation) -> Result<RgbPlane, EngineError> {
-    let mut lab = rgb_to_lab(colour)?;
+/// Applies a transfer to colours already converted to L\*a\*b\* (as [`rgb_to_lab`](crate::raster::rgb_to_lab) gives them:
+/// the conversion its statistics were taken from), returning sRGB `0..=255`.
+pub fn apply_to_lab(mut lab: RgbPlane, h: &Harmonisation) -> Result<RgbPlane, EngineError> {
     let mean_l = h.object.mean[0] as f32;
     let (shift, gain) = (h.l_shift as f32, h.contrast as f32);
     let (da, db) = (h.a_shift as f32, h.b_shift as f32);
@@ -167,6 +167,7 @@ pub fn apply(colour: &RgbPlane, h: &Harmonisation) -> Result<RgbPlane, EngineErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raster::rgb_to_lab;
 
     #[test]
     fn shifts_are_partial_and_capped() {
@@ -204,7 +205,7 @@ mod tests {
             weight: 10.0,
         };
         let h = plan(object, ring, &HarmoniseConfig::default());
-        let out = apply(&colour, &h).expect("apply");
+        let out = apply_to_lab(rgb_to_lab(&colour).expect("lab"), &h).expect("apply");
         for (a, b) in colour.data.iter().zip(&out.data) {
             assert!(b[1] < a[1] - 10.0, "{a:?} -> {b:?}");
         }
