@@ -175,6 +175,17 @@ fn attributes_from_json(s: &str, what: &str) -> Result<Attributes, DatasetError>
 }
 
 impl FrameRow {
+    /// The row of a record given up by its owner: the encoded image and labels move into the row
+    /// instead of being copied (a generated frame's PNG is about a megabyte).
+    pub fn from_owned_record(mut r: FrameRecord) -> Self {
+        let (image, semantic_label) = (r.image.take(), r.semantic_label.take());
+        Self {
+            image,
+            semantic_label,
+            ..Self::from_record(&r)
+        }
+    }
+
     pub fn from_record(r: &FrameRecord) -> Self {
         let f = &r.frame;
         FrameRow {

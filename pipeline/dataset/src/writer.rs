@@ -217,6 +217,11 @@ impl DatasetWriter {
         self.push(FrameRow::from_record(record))
     }
 
+    /// [`Self::write`] for a record the caller is done with: its image bytes are not copied.
+    pub fn write_owned(&mut self, record: FrameRecord) -> Result<(), DatasetError> {
+        self.push(FrameRow::from_owned_record(record))
+    }
+
     /// Adds a frame read as stored from another version: the same row, byte for byte (see
     /// [`StoredFrame`]).
     pub fn write_stored(&mut self, frame: StoredFrame) -> Result<(), DatasetError> {

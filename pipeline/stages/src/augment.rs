@@ -546,23 +546,24 @@ impl Output<'_> {
         }
         for variant in variants {
             match variant {
-                Ok(variant) => {
-                    if let Some(record) = &variant.record {
-                        writer.write(record).map_err(out_err)?;
-                        summary.variants_written += 1;
+                Ok(mut variant) => {
+                    if let Some(record) = variant.record.take() {
+                        // The observer sees the record first; the writer then takes it whole.
                         if let Some(observer) = &args.observer {
                             observer.notify(&VariantEvent {
                                 sequence,
                                 split: &split,
                                 variant: variant.number,
                                 real: &real,
-                                generated: record,
+                                generated: &record,
                                 plan: &variant.inspection.plan,
                                 edit_mask: variant.inspection.edit_mask.as_ref(),
                                 weather: variant.inspection.weather.as_ref(),
                                 ground: variant.inspection.ground.as_ref(),
                             });
                         }
+                        writer.write_owned(record).map_err(out_err)?;
+                        summary.variants_written += 1;
                     } else {
                         summary.variants_unchanged += 1;
                     }
