@@ -70,10 +70,15 @@ impl PixelMask {
         labels: &[u8],
         of: &[u8],
     ) -> Result<Self, WeatherError> {
+        // A table over every label value: one load per pixel instead of a search of `of`.
+        let mut member = [0u8; 256];
+        for &l in of {
+            member[usize::from(l)] = 1;
+        }
         Self::new(
             width,
             height,
-            labels.iter().map(|l| u8::from(of.contains(l))).collect(),
+            labels.iter().map(|&l| member[usize::from(l)]).collect(),
         )
     }
 
