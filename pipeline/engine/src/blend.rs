@@ -1,5 +1,7 @@
 //! Blending a harmonised cut-out into the frame: feathered alpha, or Poisson (gradient-domain)
-//! blending through `OpenCV`'s `seamlessClone`, chosen per insertion by a measurement when asked.
+//! blending as `OpenCV`'s `seamlessClone` computes it ([`crate::seamless`], with `rustdct`'s sine
+//! transforms: `OpenCV`'s took a tenth of the augment stage), chosen per insertion by a measurement
+//! when asked.
 //!
 //! Poisson blending removes the seam between a cut-out and the frame by solving for pixels whose
 //! gradients are the cut-out's and whose border values are the frame's. It also drags the whole
@@ -8,14 +10,11 @@
 //! when it lowers the seam clearly and shifts the object's own colours little.
 
 use image::RgbImage;
-use opencv::core::{Mat, Point, Vec3b};
-use opencv::photo;
-use opencv::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
-use crate::error::CvContext;
 use crate::raster::{PixelRect, Plane, RgbPlane, luma, rgb_to_lab, to_u8};
+use crate::seamless::normal_clone;
 
 /// How cut-outs are blended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -23,7 +22,7 @@ use crate::raster::{PixelRect, Plane, RgbPlane, luma, rgb_to_lab, to_u8};
 pub enum BlendMode {
     /// Alpha compositing with a feathered edge.
     Feather,
-    /// `OpenCV` `seamlessClone` (`NORMAL_CLONE`) wherever it can run.
+    /// Seamless cloning (`OpenCV`'s `NORMAL_CLONE`) wherever it can run.
     Poisson,
     /// Poisson where [`PoissonConfig`]'s measurement says it helps, feather elsewhere.
     #[default]
@@ -99,7 +98,7 @@ fn seam(rgb: &[[f32; 3]], alpha: &[f32], width: usize, height: usize) -> f64 {
 
 /// Poisson-blends an object (colour `object` and coverage `alpha` over `rect`) into `image`.
 /// Returns the cloned pixels over `rect`, the region they replace (1 inside), and the
-/// measurement; `None` when the region reaches the frame's border (`seamlessClone` needs frame
+/// measurement; `None` when the region reaches the frame's border (the clone needs frame
 /// pixels all around it).
 pub fn poisson(
     image: &RgbImage,
@@ -141,43 +140,34 @@ pub fn poisson(
     if bx0 >= bx1 || bx0 == 0 || by0 == 0 || bx1 >= w || by1 >= h {
         return Ok(None);
     }
-    let to_mat = |px: &[[f32; 3]]| -> Result<Mat, EngineError> {
-        let bgr: Vec<Vec3b> = px
-            .iter()
-            .map(|p| Vec3b::from([to_u8(p[2]), to_u8(p[1]), to_u8(p[0])]))
-            .collect();
-        Mat::new_rows_cols_with_data(h as i32, w as i32, &bgr)
-            .cv("Poisson input")?
-            .try_clone()
-            .cv("Poisson input")
+    // The clone over the region's bounding box (frame pixels all around it).
+    let (rw, rh) = (bx1 - bx0, by1 - by0);
+    let roi_bytes = |px: &[[f32; 3]]| -> Vec<u8> {
+        (by0..by1)
+            .flat_map(|y| px[y * w + bx0..y * w + bx1].iter())
+            .flat_map(|p| p.map(to_u8))
+            .collect()
     };
-    let src = to_mat(&feather)?;
-    let dst = to_mat(&background.data)?;
-    let mask = Mat::new_rows_cols_with_data(h as i32, w as i32, &region)
-        .cv("Poisson mask")?
-        .try_clone()
-        .cv("Poisson mask")?;
-    // seamlessClone centres the mask's bounding box on `p`; this `p` puts it back where it is.
-    let p = Point::new(
-        (bx0 + (bx1 - bx0) / 2) as i32,
-        (by0 + (by1 - by0) / 2) as i32,
+    let roi_mask: Vec<u8> = (by0..by1)
+        .flat_map(|y| region[y * w + bx0..y * w + bx1].iter().copied())
+        .collect();
+    let roi = normal_clone(
+        &roi_bytes(&background.data),
+        &roi_bytes(&feather),
+        &roi_mask,
+        rw,
+        rh,
     );
-    let mut out = Mat::default();
-    photo::seamless_clone(&src, &dst, &mask, p, &mut out, photo::NORMAL_CLONE)
-        .cv("seamlessClone")?;
-    let cloned: Vec<[f32; 3]> = out
-        .data_typed::<Vec3b>()
-        .cv("seamlessClone output")?
-        .iter()
-        .map(|v| [f32::from(v[2]), f32::from(v[1]), f32::from(v[0])])
-        .collect();
+    // The region takes the clone; the rest of the crop keeps the background.
+    let mut result = background.data.clone();
+    for (y, row) in (by0..by1).zip(roi.chunks_exact(3 * rw)) {
+        for (x, p) in (bx0..bx1).zip(row.chunks_exact(3)) {
+            if region[y * w + x] > 0 {
+                result[y * w + x] = [f32::from(p[0]), f32::from(p[1]), f32::from(p[2])];
+            }
+        }
+    }
     let weight: Vec<f32> = region.iter().map(|&r| f32::from(r) / 255.0).collect();
-    let result: Vec<[f32; 3]> = cloned
-        .iter()
-        .zip(&background.data)
-        .zip(&weight)
-        .map(|((c, b), &r)| if r > 0.0 { *c } else { *b })
-        .collect();
 
     // Measurement: seams of both composites, colour shift of the object's core.
     let seam_feather = seam(&feather, &alpha.data, w, h);

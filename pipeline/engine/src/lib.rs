@@ -55,6 +55,7 @@ mod insert;
 mod library;
 mod naive;
 mod raster;
+mod seamless;
 mod texture;
 mod vehicle;
 
