@@ -292,10 +292,9 @@ impl DepthMap {
     /// Sets the pixels of `sky` (nonzero) to infinity.
     pub fn with_sky(&mut self, sky: &PixelMask) -> Result<&mut Self, WeatherError> {
         sky.check("sky mask", self.width, self.height)?;
+        // A select rather than a branch: the loop vectorises.
         for (d, &s) in self.metres.iter_mut().zip(&sky.data) {
-            if s != 0 {
-                *d = f32::INFINITY;
-            }
+            *d = if s == 0 { *d } else { f32::INFINITY };
         }
         self.sky_masked = true;
         Ok(self)
@@ -316,13 +315,13 @@ impl DepthMap {
         for y in (0..h).rev() {
             let row = &mut self.metres[y * w..(y + 1) * w];
             let mask = &ground.data[y * w..(y + 1) * w];
+            // Selects rather than branches, so that the loop vectorises.
             for ((d, &g), f) in row.iter_mut().zip(mask).zip(foot.iter_mut()) {
-                if g != 0 && d.is_finite() {
-                    *f = *d;
-                } else if f.is_finite() {
-                    // Upright, standing on the last ground seen below it.
-                    *d = *f;
-                }
+                let on_ground = g != 0 && d.is_finite();
+                // Upright, standing on the last ground seen below it.
+                let upright = !on_ground && f.is_finite();
+                *f = if on_ground { *d } else { *f };
+                *d = if upright { *f } else { *d };
             }
         }
         self.vertical_structures = true;
