@@ -2,7 +2,7 @@
 //! filters, colour conversion). Pixel work stays on crops the size of an object, never the frame.
 
 use image::RgbImage;
-use opencv::core::{self as cv, Mat, Size, Vec3f, Vec4f};
+use opencv::core::{self as cv, Mat, Size, ToInputArray, Vec3f, Vec4f};
 use opencv::imgproc;
 use opencv::prelude::*;
 use roadsynth_types::BBox;
@@ -167,7 +167,11 @@ impl RgbPlane {
 }
 
 /// Resamples a `CV_32FC4` matrix (see [`Premultiplied::resized_from_rgba`]).
-fn resize_mat(m: &Mat, width: u32, height: u32) -> Result<Premultiplied, EngineError> {
+fn resize_mat(
+    m: &(impl MatTraitConst + ToInputArray),
+    width: u32,
+    height: u32,
+) -> Result<Premultiplied, EngineError> {
     let shrink =
         i64::from(width) <= i64::from(m.cols()) && i64::from(height) <= i64::from(m.rows());
     let mut out = Mat::default();
@@ -223,27 +227,23 @@ impl Premultiplied {
         height: u32,
     ) -> Result<Self, EngineError> {
         let (w, h) = (image.width() as usize, image.height() as usize);
-        let mut m =
-            Mat::new_rows_cols_with_default(h as i32, w as i32, cv::CV_32FC4, cv::Scalar::all(0.0))
-                .cv("RGBA to Mat")?;
-        let dst = m.data_typed_mut::<Vec4f>().cv("RGBA to Mat")?;
-        // An empty cut-out has no rows to fill (`resize` then reports it).
-        for (row_out, row_in) in dst
-            .chunks_exact_mut(w.max(1))
-            .zip(image.as_raw().chunks_exact(4 * w.max(1)))
-        {
-            for (x, out) in row_out.iter_mut().enumerate() {
+        // Written once, in order: no zero-filled matrix to overwrite. An empty cut-out has no
+        // rows (`resize` then reports it).
+        let mut px: Vec<Vec4f> = Vec::with_capacity(w * h);
+        for row_in in image.as_raw().chunks_exact(4 * w.max(1)) {
+            px.extend((0..w).map(|x| {
                 let sx = if flip { w - 1 - x } else { x };
                 let p = &row_in[4 * sx..4 * sx + 4];
                 let a = f32::from(p[3]) / 255.0;
-                *out = Vec4f::from([
+                Vec4f::from([
                     f32::from(p[0]) * a,
                     f32::from(p[1]) * a,
                     f32::from(p[2]) * a,
                     a,
-                ]);
-            }
+                ])
+            }));
         }
+        let m = Mat::new_rows_cols_with_data(h as i32, w as i32, &px).cv("RGBA to Mat")?;
         resize_mat(&m, width, height)
     }
 
