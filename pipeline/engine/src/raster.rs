@@ -353,6 +353,7 @@ pub fn filter3(p: &Plane, kernel: [f32; 9]) -> Result<Plane, EngineError> {
 /// CIE L\*a\*b\* (D65) of sRGB floats `0..=255`, through `OpenCV`'s float conversion (sRGB
 /// gamma applied): L `0..=100`, the same space `roadsynth_assets::measure_lighting` reports.
 pub fn rgb_to_lab(p: &RgbPlane) -> Result<RgbPlane, EngineError> {
+    prepare_colour_tables();
     let scaled = RgbPlane {
         width: p.width,
         height: p.height,
@@ -363,8 +364,28 @@ pub fn rgb_to_lab(p: &RgbPlane) -> Result<RgbPlane, EngineError> {
     RgbPlane::from_mat(&out)
 }
 
+/// Builds `OpenCV`'s L\*a\*b\* tables, once per process. `OpenCV` 4.6 builds them on the first
+/// conversion in software floating point (about 0.1 s of CPU), and every thread that converts
+/// before they are done builds them too: here the first caller builds them and the others wait.
+/// Calling it early on a spare thread (as the augment stage does while it loads its inputs) takes
+/// the wait off the first frames.
+pub fn prepare_colour_tables() {
+    static TABLES: std::sync::Once = std::sync::Once::new();
+    TABLES.call_once(|| {
+        // A pixel each way; a failure here would recur, and be reported, on the real conversion.
+        let pixel = [Vec3f::from([0.5, 0.5, 0.5])];
+        if let Ok(m) = Mat::new_rows_cols_with_data(1, 1, &pixel) {
+            let (mut lab, mut rgb) = (Mat::default(), Mat::default());
+            if imgproc::cvt_color(&m, &mut lab, imgproc::COLOR_RGB2Lab, 0).is_ok() {
+                let _ = imgproc::cvt_color(&lab, &mut rgb, imgproc::COLOR_Lab2RGB, 0);
+            }
+        }
+    });
+}
+
 /// sRGB floats `0..=255` of CIE L\*a\*b\* (the inverse of [`rgb_to_lab`]), clipped to the gamut.
 pub fn lab_to_rgb(p: &RgbPlane) -> Result<RgbPlane, EngineError> {
+    prepare_colour_tables();
     let mut out = Mat::default();
     imgproc::cvt_color(&p.to_mat()?, &mut out, imgproc::COLOR_Lab2RGB, 0).cv("Lab to RGB")?;
     let mut rgb = RgbPlane::from_mat(&out)?;
