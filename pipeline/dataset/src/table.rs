@@ -4,9 +4,11 @@
 use std::fs::File;
 use std::path::Path;
 
-use arrow_schema::{FieldRef, Schema};
+use arrow_schema::{DataType, FieldRef, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_arrow::schema::{SchemaLike, TracingOptions};
@@ -28,7 +30,18 @@ pub fn write_table<T: Serialize + DeserializeOwned>(
     }
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let file = File::create(&tmp).at(&tmp)?;
-    let mut writer = ArrowWriter::try_new(file, schema, None).at(&tmp)?;
+    // Binary columns hold encoded blobs (an asset bank's PNG cut-outs): a dictionary or min/max
+    // statistics of them cost time to write and to read and gain nothing.
+    let mut properties = WriterProperties::builder();
+    for field in schema.fields() {
+        if matches!(field.data_type(), DataType::Binary | DataType::LargeBinary) {
+            let path = ColumnPath::from(field.name().as_str());
+            properties = properties
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_statistics_enabled(path, EnabledStatistics::None);
+        }
+    }
+    let mut writer = ArrowWriter::try_new(file, schema, Some(properties.build())).at(&tmp)?;
     writer.write(&batch).at(&tmp)?;
     let file = writer.into_inner().at(&tmp)?;
     file.sync_all().at(&tmp)?;

@@ -176,6 +176,52 @@ fn small_tables_round_trip() {
     );
 }
 
+/// A table's binary column (an asset bank's PNG cut-outs) is written plain: a dictionary page and
+/// min/max statistics of encoded blobs only cost time to write and to read.
+#[test]
+fn binary_columns_of_tables_have_no_dictionary_or_statistics() {
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Row {
+        class: String,
+        #[serde(with = "serde_bytes")]
+        png: Vec<u8>,
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("assets.parquet");
+    // Repeated blobs: a dictionary would be used if it were allowed.
+    let rows: Vec<Row> = (0..64u8)
+        .map(|i| Row {
+            class: "deer".into(),
+            png: vec![i % 4; 300],
+        })
+        .collect();
+    roadsynth_dataset::table::write_table(&path, &rows).expect("write");
+    assert_eq!(
+        roadsynth_dataset::table::read_table::<Row>(&path).expect("read"),
+        rows
+    );
+    let reader =
+        SerializedFileReader::new(std::fs::File::open(&path).expect("open")).expect("parquet");
+    let group = reader.metadata().row_group(0);
+    let column = |name: &str| {
+        (0..group.num_columns())
+            .map(|i| group.column(i))
+            .find(|c| c.column_path().string() == name)
+            .expect("column")
+    };
+    let png = column("png");
+    assert!(
+        !png.encodings()
+            .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY)),
+        "png column is dictionary-encoded"
+    );
+    assert!(png.statistics().is_none(), "png column has statistics");
+    // Other columns keep the defaults.
+    assert!(column("class").statistics().is_some());
+}
+
 #[test]
 fn versions_are_immutable_and_other_splits_carry_over() {
     let dir = tempfile::tempdir().expect("tempdir");
