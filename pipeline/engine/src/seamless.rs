@@ -2,11 +2,12 @@
 //! `NORMAL_CLONE` computes it, with the sine transforms of `rustdct`.
 //!
 //! `OpenCV` 4.6 builds each discrete sine transform from a complex DFT of twice the length through
-//! its own FFT, planned again on every call and slow for lengths with large prime factors: the
-//! clone of a 40 x 40 region took about 0.5 ms, a tenth of the augment stage's time. The steps and
-//! boundary rules here are `OpenCV`'s (`modules/photo/src/seamless_cloning*.cpp`); every value up to
-//! the solve is an integer held exactly in `f32`, so the two agree but for the rounding of the
-//! transforms (a test compares them).
+//! its own FFT, planned again on every call and slow for lengths with large prime factors: a clone
+//! of a 40 x 40 region took about 0.5 ms, and `auto` blending's measurement a tenth of the augment
+//! stage's time (now about 0.1 ms and 3%). The steps and boundary rules here are `OpenCV`'s
+//! (`modules/photo/src/seamless_cloning*.cpp`); every value up to the solve is an integer held
+//! exactly in `f32`, so the two differ only where the transforms' rounding crosses an integer:
+//! about one value in 20,000, by one (a test compares them).
 
 use std::cell::RefCell;
 
@@ -268,8 +269,9 @@ mod tests {
         (dst, src, mask)
     }
 
-    /// The clone agrees with `OpenCV`'s to the last unit, on sizes whose transforms `OpenCV` builds
-    /// from powers of two and from large primes alike, and `rustdct` naively (below 25) or by FFT.
+    /// The clone agrees with `OpenCV`'s within one unit in at most 0.1% of values, on sizes whose
+    /// transforms `OpenCV` builds from powers of two and from large primes alike, and `rustdct`
+    /// naively (below 25) or by FFT.
     #[test]
     fn normal_clone_matches_opencv_seamless_clone() {
         for (seed, (w, h)) in [
@@ -295,8 +297,9 @@ mod tests {
             let max = diffs.iter().map(|d| d.abs()).max().unwrap_or(0);
             let off = diffs.iter().filter(|d| **d != 0).count();
             assert!(max <= 1, "{w}x{h}: a value differs by {max}");
+            // Measured: 1 value of the 21,000 of 100 x 70 differs; none elsewhere.
             assert!(
-                off * 200 <= diffs.len(),
+                off * 1000 <= diffs.len(),
                 "{w}x{h}: {off} of {} values differ",
                 diffs.len()
             );
