@@ -3,8 +3,8 @@
 //!
 //! `OpenCV` 4.6 builds each discrete sine transform from a complex DFT of twice the length through
 //! its own FFT, planned again on every call and slow for lengths with large prime factors: a clone
-//! of a 40 x 40 region took about 0.5 ms, and `auto` blending's measurement a tenth of the augment
-//! stage's time (now about 0.1 ms and 3%). The steps and boundary rules here are `OpenCV`'s
+//! of a 40 x 40 region took about 0.5 ms, and the clones of `auto` blending's measurement 9% of the
+//! augment stage's CPU time (about 3.5% here). The steps and boundary rules here are `OpenCV`'s
 //! (`modules/photo/src/seamless_cloning*.cpp`); every value up to the solve is an integer held
 //! exactly in `f32`, so the two differ only where the transforms' rounding crosses an integer:
 //! about one value in 20,000, by one (a test compares them).
