@@ -150,8 +150,9 @@ pub fn plan(object: LabStats, ring: LabStats, config: &HarmoniseConfig) -> Harmo
     }
 }
 
-/// Applies a transfer to colours already converted to L\*a\*b\* (as [`rgb_to_lab`](crate::raster::rgb_to_lab) gives them:
-/// the conversion its statistics were taken from), returning sRGB `0..=255`.
+/// Applies a transfer to colours already converted to L\*a\*b\* (by
+/// [`rgb_to_lab`](crate::raster::rgb_to_lab): the conversion its statistics were taken from),
+/// returning sRGB `0..=255`.
 pub fn apply_to_lab(mut lab: RgbPlane, h: &Harmonisation) -> Result<RgbPlane, EngineError> {
     let mean_l = h.object.mean[0] as f32;
     let (shift, gain) = (h.l_shift as f32, h.contrast as f32);

@@ -292,7 +292,7 @@ impl DepthMap {
     /// Sets the pixels of `sky` (nonzero) to infinity.
     pub fn with_sky(&mut self, sky: &PixelMask) -> Result<&mut Self, WeatherError> {
         sky.check("sky mask", self.width, self.height)?;
-        // A select rather than a branch: the loop vectorises.
+        // A select rather than a branch, which the compiler can vectorise.
         for (d, &s) in self.metres.iter_mut().zip(&sky.data) {
             *d = if s == 0 { *d } else { f32::INFINITY };
         }
@@ -315,7 +315,7 @@ impl DepthMap {
         for y in (0..h).rev() {
             let row = &mut self.metres[y * w..(y + 1) * w];
             let mask = &ground.data[y * w..(y + 1) * w];
-            // Selects rather than branches, so that the loop vectorises.
+            // Selects rather than branches, which the compiler can vectorise.
             for ((d, &g), f) in row.iter_mut().zip(mask).zip(foot.iter_mut()) {
                 let on_ground = g != 0 && d.is_finite();
                 // Upright, standing on the last ground seen below it.
