@@ -225,13 +225,13 @@ fn child_augment(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Runs a child `runs` times: the fastest run's numbers, with the highest peak memory of all.
+/// Runs a child `runs` (at least 1) times: the fastest run's numbers, with the highest peak memory of all.
 /// The machine's noise only ever slows a run down, so the fastest is the best estimate of the
 /// work itself (floor and augment alike).
 fn measure_best(args: impl Fn(usize) -> Vec<String>, runs: usize) -> Result<Vec<f64>> {
     let mut best: Option<Vec<f64>> = None;
     let mut peak = 0.0f64;
-    for run in 0..runs.max(1) {
+    for run in 0..runs {
         let args = args(run);
         let m = measure(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
         peak = peak.max(m[2]);
@@ -293,7 +293,7 @@ fn parent(args: &[String]) -> Result<()> {
         args.to_vec()
     };
     let runs: usize = match std::env::var("AUGMENT_BENCH_RUNS") {
-        Ok(v) => v.parse()?,
+        Ok(v) => v.parse::<usize>()?.max(1),
         Err(_) => 3,
     };
     println!(
