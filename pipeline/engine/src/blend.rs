@@ -117,24 +117,38 @@ pub fn poisson(
         .zip(&alpha.data)
         .map(|((b, o), &a)| [0, 1, 2].map(|c| a * o[c] + (1.0 - a) * b[c]))
         .collect();
-    // Clone region: the object dilated by the margin.
+    // Clone region: the object dilated by the margin (a square, as rows then columns).
     let m = config.margin_px as usize;
+    if w == 0 || h == 0 {
+        return Ok(None);
+    }
+    let mut across = vec![false; w * h];
+    for (covered, row) in alpha.data.chunks_exact(w).zip(across.chunks_exact_mut(w)) {
+        for (x, _) in covered.iter().enumerate().filter(|(_, a)| **a > 0.02) {
+            row[x.saturating_sub(m)..=(x + m).min(w - 1)].fill(true);
+        }
+    }
     let mut region = vec![0u8; w * h];
-    let (mut bx0, mut by0, mut bx1, mut by1) = (usize::MAX, usize::MAX, 0, 0);
     for y in 0..h {
-        for x in 0..w {
-            if alpha.data[y * w + x] <= 0.02 {
-                continue;
+        for yy in y.saturating_sub(m)..=(y + m).min(h - 1) {
+            for (r, &a) in region[yy * w..(yy + 1) * w]
+                .iter_mut()
+                .zip(&across[y * w..(y + 1) * w])
+            {
+                *r |= if a { 255 } else { 0 };
             }
-            for yy in y.saturating_sub(m)..=(y + m).min(h - 1) {
-                for xx in x.saturating_sub(m)..=(x + m).min(w - 1) {
-                    region[yy * w + xx] = 255;
-                }
-            }
-            bx0 = bx0.min(x.saturating_sub(m));
-            by0 = by0.min(y.saturating_sub(m));
-            bx1 = bx1.max((x + m).min(w - 1) + 1);
-            by1 = by1.max((y + m).min(h - 1) + 1);
+        }
+    }
+    let (mut bx0, mut by0, mut bx1, mut by1) = (usize::MAX, usize::MAX, 0, 0);
+    for (y, row) in region.chunks_exact(w).enumerate() {
+        if let (Some(first), Some(last)) = (
+            row.iter().position(|&r| r != 0),
+            row.iter().rposition(|&r| r != 0),
+        ) {
+            bx0 = bx0.min(first);
+            bx1 = bx1.max(last + 1);
+            by0 = by0.min(y);
+            by1 = y + 1;
         }
     }
     if bx0 >= bx1 || bx0 == 0 || by0 == 0 || bx1 >= w || by1 >= h {
@@ -143,10 +157,13 @@ pub fn poisson(
     // The clone over the region's bounding box (frame pixels all around it).
     let (rw, rh) = (bx1 - bx0, by1 - by0);
     let roi_bytes = |px: &[[f32; 3]]| -> Vec<u8> {
-        (by0..by1)
-            .flat_map(|y| px[y * w + bx0..y * w + bx1].iter())
-            .flat_map(|p| p.map(to_u8))
-            .collect()
+        let mut bytes = Vec::with_capacity(3 * rw * rh);
+        for y in by0..by1 {
+            for p in &px[y * w + bx0..y * w + bx1] {
+                bytes.extend_from_slice(&p.map(to_u8));
+            }
+        }
+        bytes
     };
     let roi_mask: Vec<u8> = (by0..by1)
         .flat_map(|y| region[y * w + bx0..y * w + bx1].iter().copied())

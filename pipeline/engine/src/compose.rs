@@ -213,28 +213,48 @@ pub fn tight_box(rect: &PixelRect, visible: &[f32]) -> Option<BBox> {
     (x0 < x1).then(|| PixelRect { x0, y0, x1, y1 }.to_bbox())
 }
 
-/// The visible pixels (coverage >= 0.5) as a COCO uncompressed RLE over the whole frame.
+/// The visible pixels (coverage >= 0.5) as a COCO uncompressed RLE over the whole frame
+/// (column-major). Only the rectangle's pixels are looked at: the frame around it is whole runs.
 pub fn visible_rle(rect: &PixelRect, visible: &[f32], width: u32, height: u32) -> Mask {
-    let mut counts = Vec::new();
-    let mut current = false;
-    let mut run = 0u32;
-    for x in 0..width {
-        for y in 0..height {
-            let inside = x >= rect.x0
-                && x < rect.x1
-                && y >= rect.y0
-                && y < rect.y1
-                && visible[rect.index(x, y)] >= 0.5;
-            if inside == current {
-                run += 1;
+    /// Runs of equal values, the first of them outside.
+    struct Runs {
+        counts: Vec<u32>,
+        current: bool,
+        run: u32,
+    }
+    impl Runs {
+        fn push(&mut self, inside: bool, n: u32) {
+            if n == 0 {
+                return;
+            }
+            if inside == self.current {
+                self.run += n;
             } else {
-                counts.push(run);
-                current = inside;
-                run = 1;
+                self.counts.push(self.run);
+                self.current = inside;
+                self.run = n;
             }
         }
     }
-    counts.push(run);
+    let mut runs = Runs {
+        counts: Vec::new(),
+        current: false,
+        run: 0,
+    };
+    // The rectangle's part inside the frame.
+    let (x0, y0) = (rect.x0.min(width), rect.y0.min(height));
+    let (x1, y1) = (rect.x1.clamp(x0, width), rect.y1.clamp(y0, height));
+    runs.push(false, x0 * height);
+    for x in x0..x1 {
+        runs.push(false, y0);
+        for y in y0..y1 {
+            runs.push(visible[rect.index(x, y)] >= 0.5, 1);
+        }
+        runs.push(false, height - y1);
+    }
+    runs.push(false, (width - x1) * height);
+    let mut counts = runs.counts;
+    counts.push(runs.run);
     Mask::Rle(Rle {
         size: [height, width],
         counts: RleCounts::Runs(counts),
@@ -329,5 +349,60 @@ mod tests {
         };
         assert_eq!(runs, vec![5, 2, 5]);
         assert_eq!(runs.iter().sum::<u32>(), 12);
+    }
+
+    /// The runs are those of a pixel-by-pixel walk of the whole frame, for rectangles inside the
+    /// frame, at its edges and reaching past them, with holes in the coverage.
+    #[test]
+    fn rle_of_the_rectangle_alone_equals_the_walk_of_every_pixel() {
+        use rand::{Rng, SeedableRng};
+        let walk = |rect: &PixelRect, visible: &[f32], width: u32, height: u32| -> Vec<u32> {
+            let (mut counts, mut current, mut run) = (Vec::new(), false, 0u32);
+            for x in 0..width {
+                for y in 0..height {
+                    let inside = x >= rect.x0
+                        && x < rect.x1
+                        && y >= rect.y0
+                        && y < rect.y1
+                        && visible[rect.index(x, y)] >= 0.5;
+                    if inside == current {
+                        run += 1;
+                    } else {
+                        counts.push(run);
+                        current = inside;
+                        run = 1;
+                    }
+                }
+            }
+            counts.push(run);
+            counts
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for _ in 0..300 {
+            let (width, height) = (rng.random_range(1..12u32), rng.random_range(1..12u32));
+            let (x0, y0) = (
+                rng.random_range(0..width + 2),
+                rng.random_range(0..height + 2),
+            );
+            let (x1, y1) = (
+                x0 + rng.random_range(1..6u32),
+                y0 + rng.random_range(1..6u32),
+            );
+            let rect = PixelRect { x0, y0, x1, y1 };
+            let visible: Vec<f32> = (0..rect.width() * rect.height())
+                .map(|_| rng.random_range(0.0..1.0))
+                .collect();
+            let Mask::Rle(rle) = visible_rle(&rect, &visible, width, height) else {
+                panic!("rle")
+            };
+            let RleCounts::Runs(runs) = rle.counts else {
+                panic!("runs")
+            };
+            assert_eq!(
+                runs,
+                walk(&rect, &visible, width, height),
+                "{rect:?} in {width}x{height}"
+            );
+        }
     }
 }

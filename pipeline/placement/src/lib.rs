@@ -200,7 +200,7 @@ impl<'s> Planner<'s> {
             .collect()
     }
 
-    fn region_rows(&self, scene: &Scene<'_>) -> Option<RegionRows> {
+    fn region_rows<'a>(&self, scene: &Scene<'a>) -> Option<RegionRows<'a>> {
         match self.settings.model {
             PlacementModel::GeometryAware => Some(RegionRows::new(scene, self.settings.region)),
             PlacementModel::Naive => None,
@@ -413,51 +413,83 @@ fn sample_naive(
     })
 }
 
-/// Allowed foot-point pixels of a frame, indexed by row for fast band sampling.
-struct RegionRows {
-    /// The columns where a foot point may stand, row after row.
-    columns: Vec<u32>,
-    /// Row `y`'s columns are `columns[starts[y]..starts[y + 1]]`.
+/// Allowed foot-point pixels of a frame, counted by row for fast band sampling: a sample picks
+/// the k-th allowed pixel of the band, and only its row is scanned for the column (indexing every
+/// allowed pixel of the frame cost more than the planning it served).
+struct RegionRows<'a> {
+    /// Each row's allowed pixels: the masks' rows that decide it, none where they are missing.
+    rows: Vec<AllowedRow<'a>>,
+    /// Row `y`'s allowed pixels are numbers `starts[y]..starts[y + 1]` of the frame's.
     starts: Vec<usize>,
 }
 
-impl RegionRows {
-    fn new(scene: &Scene<'_>, region: PlacementRegion) -> Self {
+/// Where a foot point may stand in one row.
+#[derive(Clone, Copy)]
+enum AllowedRow<'a> {
+    None,
+    /// Nonzero bytes of one mask's row.
+    One(&'a [u8]),
+    /// Nonzero bytes of either of two masks' rows.
+    Either(&'a [u8], &'a [u8]),
+}
+
+impl AllowedRow<'_> {
+    fn count(self) -> usize {
+        match self {
+            AllowedRow::None => 0,
+            AllowedRow::One(row) => row.iter().filter(|&&b| b != 0).count(),
+            AllowedRow::Either(a, b) => {
+                a.iter().zip(b).filter(|&(&a, &b)| a != 0 || b != 0).count()
+            }
+        }
+    }
+
+    /// The column of the `k`-th allowed pixel (from 0), which must exist.
+    fn column(self, k: usize) -> Option<usize> {
+        match self {
+            AllowedRow::None => None,
+            AllowedRow::One(row) => row
+                .iter()
+                .enumerate()
+                .filter(|&(_, &b)| b != 0)
+                .nth(k)
+                .map(|(x, _)| x),
+            AllowedRow::Either(a, b) => a
+                .iter()
+                .zip(b)
+                .enumerate()
+                .filter(|&(_, (&a, &b))| a != 0 || b != 0)
+                .nth(k)
+                .map(|(x, _)| x),
+        }
+    }
+}
+
+impl<'a> RegionRows<'a> {
+    fn new(scene: &Scene<'a>, region: PlacementRegion) -> Self {
         // A row of a mask, or none where the mask is shorter than the frame.
         fn row_of<'m>(m: &MaskView<'m>, y: usize, w: usize) -> Option<&'m [u8]> {
             m.bits.get(y * w..(y + 1) * w)
         }
-        fn push_allowed(columns: &mut Vec<u32>, row: &[u8]) {
-            for (x, &b) in row.iter().enumerate() {
-                if b != 0 {
-                    columns.push(x as u32);
-                }
-            }
-        }
         let (w, h) = (scene.width as usize, scene.height as usize);
-        let mut columns = Vec::new();
+        let mut rows = Vec::with_capacity(h);
         let mut starts = Vec::with_capacity(h + 1);
         starts.push(0);
         for y in 0..h {
             let drivable = row_of(&scene.drivable, y, w);
             let roadside = row_of(&scene.roadside, y, w);
-            match (region, drivable, roadside) {
+            let row = match (region, drivable, roadside) {
                 (PlacementRegion::Drivable, Some(row), _)
                 | (PlacementRegion::Roadside, _, Some(row))
                 | (PlacementRegion::Ground, Some(row), None)
-                | (PlacementRegion::Ground, None, Some(row)) => push_allowed(&mut columns, row),
-                (PlacementRegion::Ground, Some(d), Some(r)) => {
-                    for (x, (&a, &b)) in d.iter().zip(r).enumerate() {
-                        if a != 0 || b != 0 {
-                            columns.push(x as u32);
-                        }
-                    }
-                }
-                _ => {}
-            }
-            starts.push(columns.len());
+                | (PlacementRegion::Ground, None, Some(row)) => AllowedRow::One(row),
+                (PlacementRegion::Ground, Some(d), Some(r)) => AllowedRow::Either(d, r),
+                _ => AllowedRow::None,
+            };
+            starts.push(starts[y] + row.count());
+            rows.push(row);
         }
-        Self { columns, starts }
+        Self { rows, starts }
     }
 
     /// A uniformly chosen allowed pixel with row in `first..=last`.
@@ -479,7 +511,8 @@ impl RegionRows {
         let index = begin + rng.random_range(0..end - begin);
         // The row holding the index: the last row starting at or before it.
         let row = self.starts.partition_point(|&s| s <= index) - 1;
-        Some((self.columns[index], row as u32))
+        let column = self.rows[row].column(index - self.starts[row])?;
+        Some((column as u32, row as u32))
     }
 }
 
