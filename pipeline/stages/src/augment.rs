@@ -539,32 +539,40 @@ impl Output<'_> {
             record: real,
         } = frame;
         if !augmented {
-            writer.write(&real).map_err(out_err)?;
+            writer.write_owned(real).map_err(out_err)?;
             summary.real_frames_written += 1;
             return Ok(());
         }
         summary.frames_read += 1;
-        let variants = output.unwrap_or_else(|failed| {
-            vec![Err(format!(
-                "{}: {}",
-                real.frame.source_uri, failed.message
-            ))]
-        });
-        if !args.generated_only {
-            writer.write(&real).map_err(out_err)?;
-            summary.real_frames_written += 1;
-        }
+        let source_uri = real.frame.source_uri.clone();
+        let variants =
+            output.unwrap_or_else(|failed| vec![Err(format!("{source_uri}: {}", failed.message))]);
+        // After it is written, only an observer needs the real frame: otherwise the writer takes
+        // it whole (its image bytes are not copied).
+        let real = match (args.generated_only, &args.observer) {
+            (true, _) => Some(real),
+            (false, Some(_)) => {
+                writer.write(&real).map_err(out_err)?;
+                summary.real_frames_written += 1;
+                Some(real)
+            }
+            (false, None) => {
+                writer.write_owned(real).map_err(out_err)?;
+                summary.real_frames_written += 1;
+                None
+            }
+        };
         for variant in variants {
             match variant {
                 Ok(mut variant) => {
                     if let Some(record) = variant.record.take() {
                         // The observer sees the record first; the writer then takes it whole.
-                        if let Some(observer) = &args.observer {
+                        if let Some((observer, real)) = args.observer.as_ref().zip(real.as_ref()) {
                             observer.notify(&VariantEvent {
                                 sequence,
                                 split: &split,
                                 variant: variant.number,
-                                real: &real,
+                                real,
                                 generated: &record,
                                 plan: &variant.inspection.plan,
                                 edit_mask: variant.inspection.edit_mask.as_ref(),
@@ -590,7 +598,7 @@ impl Output<'_> {
                     summary.quarantined += 1;
                     tracing::warn!("{reason}");
                     writer.quarantine(roadsynth_types::Quarantined {
-                        file: real.frame.source_uri.clone(),
+                        file: source_uri.clone(),
                         line: None,
                         column: None,
                         split: split.to_string(),
