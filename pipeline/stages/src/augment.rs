@@ -900,13 +900,13 @@ fn apply_weather(
     .map_err(e)?;
     let drivable = PixelMask::new(w, h, masks.drivable.bits.clone()).map_err(e)?;
     let roadside = PixelMask::new(w, h, masks.roadside.bits.clone()).map_err(e)?;
-    let ground_mask = drivable.union(&roadside).map_err(e)?;
     // The real frame's labels, decoded once per frame (edits before the weather keep the size).
     if let Some(labels) = labels.filter(|l| l.dimensions() == (w, h)) {
-        depth.with_vertical_structures(&ground_mask).map_err(e)?;
+        let ground_mask = drivable.union(&roadside).map_err(e)?;
+        depth.with_vertical_structures(ground_mask).map_err(e)?;
         if !classes.sky.is_empty() {
             let sky = PixelMask::from_labels(w, h, labels.as_raw(), &classes.sky).map_err(e)?;
-            depth.with_sky(&sky).map_err(e)?;
+            depth.with_sky(sky).map_err(e)?;
         }
     }
     let boxes: Vec<BBox> = annotations.iter().map(|a| a.bbox).collect();

@@ -52,7 +52,7 @@ fn build_inputs(f: &Frame) -> Result<Inputs, Box<dyn std::error::Error>> {
         let road = PixelMask::from_labels(w, h, labels, &[CAMVID_ROAD])?;
         let ground = PixelMask::from_labels(w, h, labels, &[CAMVID_ROAD, CAMVID_PAVEMENT])?;
         let sky = PixelMask::from_labels(w, h, labels, &[CAMVID_SKY])?;
-        depth.with_vertical_structures(&ground)?.with_sky(&sky)?;
+        depth.with_vertical_structures(ground)?.with_sky(sky)?;
         drivable = Some(road);
     }
     depth.with_boxes(&f.boxes_3d);

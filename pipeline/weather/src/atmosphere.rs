@@ -233,12 +233,11 @@ pub fn transmission_at(
     (xs, ys): (&[usize], &[usize]),
 ) -> Vec<f32> {
     let w = depth.width as usize;
+    let depths = depth.at_grid(xs, ys);
     let mut t = Vec::with_capacity(xs.len() * ys.len());
     if modulation.is_none() && intrinsics.is_none() {
-        for &y in ys {
-            for &x in xs {
-                t.push((-beta * depth.metres[y * w + x].max(0.0)).exp());
-            }
+        for &d in &depths {
+            t.push((-beta * d.max(0.0)).exp());
         }
         return t;
     }
@@ -249,7 +248,7 @@ pub fn transmission_at(
     for (k, &y) in ys.iter().enumerate() {
         let ry = 1.0 + row[y];
         for (i, &x) in xs.iter().enumerate() {
-            let d = depth.metres[y * w + x];
+            let d = depths[k * xs.len() + i];
             let m = modulation.map_or(1.0, |m| m[k * xs.len() + i]);
             t.push(if d == f32::INFINITY {
                 0.0
@@ -275,7 +274,7 @@ pub fn transmission(
     if modulation.is_none() && intrinsics.is_none() {
         // Ground-plane and box depths repeat along rows: reuse the last exponential.
         let (mut last_d, mut last_t) = (f32::NAN.to_bits(), 1.0f32);
-        for (o, &d) in t.iter_mut().zip(&depth.metres) {
+        for (o, &d) in t.iter_mut().zip(depth.metres()) {
             if d.to_bits() != last_d {
                 last_d = d.to_bits();
                 last_t = (-beta * d.max(0.0)).exp();
@@ -289,7 +288,7 @@ pub fn transmission(
     let ones = vec![1.0f32; w];
     for (y, (out, ds)) in t
         .chunks_exact_mut(w)
-        .zip(depth.metres.chunks_exact(w))
+        .zip(depth.metres().chunks_exact(w))
         .enumerate()
     {
         let ry = 1.0 + row[y];

@@ -1,5 +1,7 @@
 //! Depth per pixel, from the best source a frame has, and the masks the effects use.
 
+use std::sync::OnceLock;
+
 use roadsynth_types::{BBox, Camera};
 use serde::{Deserialize, Serialize};
 
@@ -122,11 +124,19 @@ impl PixelMask {
 }
 
 /// Depth (z, metres along the optical axis) of every pixel; `f32::INFINITY` for sky.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Kept as its base (a dense map or a ground plane) and the refinements applied to it, in order:
+/// the per-pixel map is computed only when asked for ([`Self::metres`]). Fog needs depth at one
+/// pixel per block of its guided filter ([`Self::at_grid`]), a fraction of the work of the full
+/// map (which was 3% of the augment stage's time).
+#[derive(Debug, Clone)]
 pub struct DepthMap {
     pub width: u32,
     pub height: u32,
-    pub metres: Vec<f32>,
+    base: Base,
+    refinements: Vec<Refinement>,
+    /// The per-pixel map, once computed.
+    dense: OnceLock<Vec<f32>>,
     pub source: DepthSource,
     /// `(horizon_row, k)` of the ground plane the map was built from, if any.
     pub ground_plane: Option<(f64, f64)>,
@@ -138,7 +148,86 @@ pub struct DepthMap {
     pub vertical_structures: bool,
 }
 
+#[derive(Debug, Clone)]
+enum Base {
+    Dense(Vec<f32>),
+    /// `depth(v) = k / (v - v0)` below the horizon row `v0`, infinity above.
+    GroundPlane {
+        horizon_row: f64,
+        k: f64,
+    },
+}
+
+impl Base {
+    /// The ground plane's depth of pixel row `row` (the same in every column).
+    fn ground_plane_row(horizon_row: f64, k: f64, row: usize) -> f32 {
+        let dv = row as f64 + 0.5 - horizon_row;
+        if dv > 0.0 {
+            (k / dv) as f32
+        } else {
+            f32::INFINITY
+        }
+    }
+}
+
+/// A change to the map, applied after those before it.
+#[derive(Debug, Clone)]
+enum Refinement {
+    /// Pixel ranges `(x0, x1, y0, y1)` painted with a depth, in painting order (farthest first).
+    Boxes(Vec<((usize, usize, usize, usize), f32)>),
+    /// Nonzero pixels become infinitely far.
+    Sky(PixelMask),
+    /// Pixels off the ground take the depth of the nearest ground pixel below them.
+    Vertical(PixelMask),
+    /// Every depth at most this.
+    Cap(f32),
+}
+
+/// One step of the bottom-up scan of a column: `d` is the pixel's depth so far, `foot` the depth of
+/// the last ground pixel seen below it (NaN: none yet). Selects rather than branches, which the
+/// compiler can vectorise.
+#[inline]
+fn upright_step(d: f32, on_ground_mask: bool, foot: &mut f32) -> f32 {
+    let on_ground = on_ground_mask && d.is_finite();
+    // Upright, standing on the last ground seen below it.
+    let upright = !on_ground && foot.is_finite();
+    *foot = if on_ground { d } else { *foot };
+    if upright { *foot } else { d }
+}
+
+impl PartialEq for DepthMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.width == other.width
+            && self.height == other.height
+            && self.source == other.source
+            && self.ground_plane == other.ground_plane
+            && self.boxes_painted == other.boxes_painted
+            && self.sky_masked == other.sky_masked
+            && self.vertical_structures == other.vertical_structures
+            && self.metres() == other.metres()
+    }
+}
+
 impl DepthMap {
+    fn with_base(width: u32, height: u32, base: Base, source: DepthSource) -> Self {
+        let ground_plane = match base {
+            Base::GroundPlane { horizon_row, k } => Some((horizon_row, k)),
+            Base::Dense(_) => None,
+        };
+        Self {
+            width,
+            height,
+            base,
+            refinements: Vec::new(),
+            dense: OnceLock::new(),
+            source,
+            ground_plane,
+            boxes_painted: 0,
+            sky_masked: false,
+            vertical_structures: false,
+        }
+    }
+
     /// A dense depth map (`source = DepthMap`). Values must be positive (infinity for sky); NaN
     /// and non-positive values are rejected.
     pub fn new(width: u32, height: u32, metres: Vec<f32>) -> Result<Self, WeatherError> {
@@ -160,16 +249,12 @@ impl DepthMap {
                 i / width.max(1) as usize
             )));
         }
-        Ok(Self {
+        Ok(Self::with_base(
             width,
             height,
-            metres,
-            source: DepthSource::DepthMap,
-            ground_plane: None,
-            boxes_painted: 0,
-            sky_masked: false,
-            vertical_structures: false,
-        })
+            Base::Dense(metres),
+            DepthSource::DepthMap,
+        ))
     }
 
     /// A constant depth everywhere (tests, and a flat backdrop).
@@ -200,27 +285,12 @@ impl DepthMap {
                 "ground-plane constant k = fy * camera height = {k} must be positive"
             )));
         }
-        let w = width as usize;
-        let mut metres = Vec::with_capacity(w * height as usize);
-        for row in 0..height {
-            let dv = f64::from(row) + 0.5 - horizon_row;
-            let d = if dv > 0.0 {
-                (k / dv) as f32
-            } else {
-                f32::INFINITY
-            };
-            metres.extend(std::iter::repeat_n(d, w));
-        }
-        Ok(Self {
+        Ok(Self::with_base(
             width,
             height,
-            metres,
-            source: DepthSource::GroundPlane,
-            ground_plane: Some((horizon_row, k)),
-            boxes_painted: 0,
-            sky_masked: false,
-            vertical_structures: false,
-        })
+            Base::GroundPlane { horizon_row, k },
+            DepthSource::GroundPlane,
+        ))
     }
 
     /// The ground plane of a calibrated camera: horizon at `cy` (a level camera), `k = fy * h`.
@@ -256,6 +326,12 @@ impl DepthMap {
         (dv > 0.0 && k.is_finite()).then(|| (k / dv) as f32)
     }
 
+    /// A refinement: the map computed so far, if any, is dropped.
+    fn refine(&mut self, refinement: Refinement) {
+        self.dense = OnceLock::new();
+        self.refinements.push(refinement);
+    }
+
     /// Paints each object's box with its depth (foot-point depth, or the label's): every pixel
     /// whose centre lies inside the box takes it. Boxes are painted farthest first, so a nearer
     /// object occludes a farther one whatever their order in `boxes` (ties keep that order).
@@ -267,14 +343,13 @@ impl DepthMap {
             .filter(|(_, d)| d.is_finite() && *d > 0.0)
             .collect();
         order.sort_by(|a, b| b.1.total_cmp(&a.1));
-        for (bbox, depth) in order {
-            let Some((x0, x1, y0, y1)) = box_pixel_range(bbox, w, h) else {
-                continue;
-            };
-            for row in self.metres[y0 * w..y1 * w].chunks_exact_mut(w) {
-                row[x0..x1].fill(*depth);
-            }
-            self.boxes_painted += 1;
+        let painted: Vec<_> = order
+            .into_iter()
+            .filter_map(|(bbox, depth)| box_pixel_range(bbox, w, h).map(|r| (r, *depth)))
+            .collect();
+        self.boxes_painted += painted.len() as u32;
+        if !painted.is_empty() {
+            self.refine(Refinement::Boxes(painted));
         }
         self
     }
@@ -290,12 +365,9 @@ impl DepthMap {
     }
 
     /// Sets the pixels of `sky` (nonzero) to infinity.
-    pub fn with_sky(&mut self, sky: &PixelMask) -> Result<&mut Self, WeatherError> {
+    pub fn with_sky(&mut self, sky: PixelMask) -> Result<&mut Self, WeatherError> {
         sky.check("sky mask", self.width, self.height)?;
-        // A select rather than a branch, which the compiler can vectorise.
-        for (d, &s) in self.metres.iter_mut().zip(&sky.data) {
-            *d = if s == 0 { *d } else { f32::INFINITY };
-        }
+        self.refine(Refinement::Sky(sky));
         self.sky_masked = true;
         Ok(self)
     }
@@ -307,23 +379,10 @@ impl DepthMap {
     /// below them (a bonnet at the bottom edge) keep their ground-plane depth.
     pub fn with_vertical_structures(
         &mut self,
-        ground: &PixelMask,
+        ground: PixelMask,
     ) -> Result<&mut Self, WeatherError> {
         ground.check("ground mask", self.width, self.height)?;
-        let (w, h) = (self.width as usize, self.height as usize);
-        let mut foot = vec![f32::NAN; w];
-        for y in (0..h).rev() {
-            let row = &mut self.metres[y * w..(y + 1) * w];
-            let mask = &ground.data[y * w..(y + 1) * w];
-            // Selects rather than branches, which the compiler can vectorise.
-            for ((d, &g), f) in row.iter_mut().zip(mask).zip(foot.iter_mut()) {
-                let on_ground = g != 0 && d.is_finite();
-                // Upright, standing on the last ground seen below it.
-                let upright = !on_ground && f.is_finite();
-                *f = if on_ground { *d } else { *f };
-                *d = if upright { *f } else { *d };
-            }
-        }
+        self.refine(Refinement::Vertical(ground));
         self.vertical_structures = true;
         Ok(self)
     }
@@ -331,11 +390,163 @@ impl DepthMap {
     /// Caps every depth (sky included) at `max_m`: for a scene known to be enclosed.
     pub fn cap_depth(&mut self, max_m: f32) -> &mut Self {
         if max_m > 0.0 {
-            for d in &mut self.metres {
-                *d = d.min(max_m);
-            }
+            self.refine(Refinement::Cap(max_m));
         }
         self
+    }
+
+    /// The depth of every pixel, row-major (computed on first use).
+    pub fn metres(&self) -> &[f32] {
+        self.dense.get_or_init(|| self.compute_dense())
+    }
+
+    fn compute_dense(&self) -> Vec<f32> {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let mut metres = match &self.base {
+            Base::Dense(metres) => metres.clone(),
+            Base::GroundPlane { horizon_row, k } => {
+                let mut metres = Vec::with_capacity(w * h);
+                for row in 0..h {
+                    let d = Base::ground_plane_row(*horizon_row, *k, row);
+                    metres.extend(std::iter::repeat_n(d, w));
+                }
+                metres
+            }
+        };
+        for refinement in &self.refinements {
+            match refinement {
+                Refinement::Boxes(boxes) => {
+                    for ((x0, x1, y0, y1), depth) in boxes {
+                        for row in metres[y0 * w..y1 * w].chunks_exact_mut(w) {
+                            row[*x0..*x1].fill(*depth);
+                        }
+                    }
+                }
+                Refinement::Sky(sky) => {
+                    // A select rather than a branch, which the compiler can vectorise.
+                    for (d, &s) in metres.iter_mut().zip(&sky.data) {
+                        *d = if s == 0 { *d } else { f32::INFINITY };
+                    }
+                }
+                Refinement::Vertical(ground) => {
+                    let mut foot = vec![f32::NAN; w];
+                    for y in (0..h).rev() {
+                        let row = &mut metres[y * w..(y + 1) * w];
+                        let mask = &ground.data[y * w..(y + 1) * w];
+                        for ((d, &g), f) in row.iter_mut().zip(mask).zip(foot.iter_mut()) {
+                            *d = upright_step(*d, g != 0, f);
+                        }
+                    }
+                }
+                Refinement::Cap(max_m) => {
+                    for d in &mut metres {
+                        *d = d.min(*max_m);
+                    }
+                }
+            }
+        }
+        metres
+    }
+
+    /// The depth at the pixels `xs x ys` (row-major: `ys.len()` rows of `xs.len()`), equal to
+    /// [`Self::metres`] there, without computing the other pixels (unless they already are).
+    /// Vertical structures need every row below a sample, but only the sampled columns.
+    ///
+    /// # Panics
+    /// If a sample lies outside the map.
+    pub fn at_grid(&self, xs: &[usize], ys: &[usize]) -> Vec<f32> {
+        let w = self.width as usize;
+        if let Some(metres) = self.dense.get() {
+            return ys
+                .iter()
+                .flat_map(|&y| xs.iter().map(move |&x| metres[y * w + x]))
+                .collect();
+        }
+        let dense = match &self.base {
+            Base::Dense(metres) => Some(metres.as_slice()),
+            Base::GroundPlane { .. } => None,
+        };
+        let mut out = vec![0.0f32; xs.len() * ys.len()];
+        // Sample rows from the bottom up, so that one scan serves every row.
+        let mut order: Vec<usize> = (0..ys.len()).collect();
+        order.sort_by_key(|&k| std::cmp::Reverse(ys[k]));
+        let verticals = self
+            .refinements
+            .iter()
+            .filter(|r| matches!(r, Refinement::Vertical(_)))
+            .count();
+        let (Some(&top), Some(&lowest)) = (ys.iter().min(), ys.iter().max()) else {
+            return out;
+        };
+        let bottom = if verticals == 0 {
+            lowest
+        } else {
+            // Every row below a sample counts for the structures standing on it.
+            self.height as usize - 1
+        };
+        // One foot per vertical refinement and sampled column.
+        let mut feet = vec![f32::NAN; verticals * xs.len()];
+        let mut row_depths = vec![0.0f32; xs.len()];
+        let mut next = 0;
+        for y in (top..=bottom.max(lowest)).rev() {
+            let sampled = next < order.len() && ys[order[next]] == y;
+            if verticals == 0 && !sampled {
+                continue;
+            }
+            // The row's depths at the sampled columns, one refinement at a time.
+            match (&self.base, dense) {
+                (_, Some(metres)) => {
+                    for (d, &x) in row_depths.iter_mut().zip(xs) {
+                        *d = metres[y * w + x];
+                    }
+                }
+                (Base::GroundPlane { horizon_row, k }, None) => {
+                    row_depths.fill(Base::ground_plane_row(*horizon_row, *k, y));
+                }
+                (Base::Dense(_), None) => unreachable!("a dense base is read above"),
+            }
+            let mut vertical = 0;
+            for refinement in &self.refinements {
+                match refinement {
+                    Refinement::Vertical(ground) => {
+                        let mask = &ground.data[y * w..(y + 1) * w];
+                        let feet = &mut feet[vertical * xs.len()..(vertical + 1) * xs.len()];
+                        vertical += 1;
+                        for ((d, &x), foot) in row_depths.iter_mut().zip(xs).zip(feet) {
+                            *d = upright_step(*d, mask[x] != 0, foot);
+                        }
+                    }
+                    Refinement::Sky(sky) => {
+                        let mask = &sky.data[y * w..(y + 1) * w];
+                        for (d, &x) in row_depths.iter_mut().zip(xs) {
+                            *d = if mask[x] == 0 { *d } else { f32::INFINITY };
+                        }
+                    }
+                    Refinement::Boxes(boxes) => {
+                        for ((x0, x1, y0, y1), depth) in boxes {
+                            if (*y0..*y1).contains(&y) {
+                                for (d, &x) in row_depths.iter_mut().zip(xs) {
+                                    if (*x0..*x1).contains(&x) {
+                                        *d = *depth;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Refinement::Cap(max_m) => {
+                        for d in &mut row_depths {
+                            *d = d.min(*max_m);
+                        }
+                    }
+                }
+            }
+            while next < order.len() && ys[order[next]] == y {
+                let k = order[next];
+                out[k * xs.len()..(k + 1) * xs.len()].copy_from_slice(&row_depths);
+                next += 1;
+            }
+        }
+        out
     }
 
     /// Where the depth came from and how it was refined, for provenance.
@@ -350,10 +561,11 @@ impl DepthMap {
     }
 
     pub(crate) fn check(&self, width: u32, height: u32) -> Result<(), WeatherError> {
-        if self.width == width
-            && self.height == height
-            && self.metres.len() == width as usize * height as usize
-        {
+        let len = match &self.base {
+            Base::Dense(metres) => metres.len(),
+            Base::GroundPlane { .. } => self.width as usize * self.height as usize,
+        };
+        if self.width == width && self.height == height && len == width as usize * height as usize {
             Ok(())
         } else {
             Err(WeatherError::SizeMismatch {
@@ -362,7 +574,7 @@ impl DepthMap {
                 height,
                 got_width: self.width,
                 got_height: self.height,
-                got_len: self.metres.len(),
+                got_len: len,
             })
         }
     }

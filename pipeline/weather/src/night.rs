@@ -215,7 +215,7 @@ impl Night {
         let sky_known = ctx.depth.sky_masked;
         let bright: Vec<f32> = raw
             .chunks_exact(3)
-            .zip(&ctx.depth.metres)
+            .zip(ctx.depth.metres())
             .map(|(p, &d)| {
                 let lit = p[0].min(p[1]).min(p[2]) >= level && !(sky_known && d == f32::INFINITY);
                 f32::from(u8::from(lit))

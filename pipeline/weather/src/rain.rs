@@ -150,7 +150,7 @@ impl Rain {
         let air = airlight_of(image, self.atmospheric_light);
         let beta = rain_extinction_per_m(self.rate_mm_h);
         let t = transmission(ctx.depth, beta, None, ctx.intrinsics.as_ref());
-        let (layer, population) = self.streaks(w, h, focal, &ctx.depth.metres, seed);
+        let (layer, population) = self.streaks(w, h, focal, ctx.depth.metres(), seed);
         let wet_mask = ctx.drivable.filter(|_| self.wetness > 0.0);
         let dry_reason = serde_json::json!({
             "applied": false,

@@ -173,7 +173,7 @@ impl Snow {
         let t = transmission(ctx.depth, beta, None, ctx.intrinsics.as_ref());
         koschmieder_linear(&mut lin.data, &t, air.linear);
 
-        let (layer, population) = self.flakes(w, h, focal, &ctx.depth.metres, seed);
+        let (layer, population) = self.flakes(w, h, focal, ctx.depth.metres(), seed);
         let out = composite_encode(
             &lin.data,
             &layer,

@@ -673,16 +673,16 @@ mod determinism_and_validation {
         let (w, h) = (40, 30);
         let mut depth = DepthMap::from_ground_plane(w, h, 10.0, 100.0).expect("depth");
         // Row 19: centre 19.5, 9.5 rows below the horizon.
-        assert!((depth.metres[19 * 40] - 100.0 / 9.5).abs() < 1e-4);
-        assert!(depth.metres[5 * 40].is_infinite());
+        assert!((depth.metres()[19 * 40] - 100.0 / 9.5).abs() < 1e-4);
+        assert!(depth.metres()[5 * 40].is_infinite());
         let near = BBox::new(5.0, 12.0, 15.0, 25.0);
         let far = BBox::new(10.0, 12.0, 20.0, 20.0);
         depth.with_boxes(&[(near, 8.0), (far, 30.0)]);
         assert!(
-            (depth.metres[14 * 40 + 12] - 8.0).abs() < 1e-6,
+            (depth.metres()[14 * 40 + 12] - 8.0).abs() < 1e-6,
             "nearer box wins"
         );
-        assert!((depth.metres[14 * 40 + 17] - 30.0).abs() < 1e-6);
+        assert!((depth.metres()[14 * 40 + 17] - 30.0).abs() < 1e-6);
         assert_eq!(depth.boxes_painted, 2);
         let foot = depth.foot_point_depth(&far).expect("below horizon");
         assert!((foot - 10.0).abs() < 1e-4);
@@ -694,14 +694,84 @@ mod determinism_and_validation {
         let sky =
             PixelMask::new(w, h, (0..w * h).map(|i| u8::from(i / w < 5)).collect()).expect("sky");
         structures
-            .with_vertical_structures(&ground)
+            .with_vertical_structures(ground)
             .expect("structures")
-            .with_sky(&sky)
+            .with_sky(sky)
             .expect("sky");
-        let foot_depth = structures.metres[20 * 40 + 3];
-        assert!((structures.metres[8 * 40 + 3] - foot_depth).abs() < 1e-6);
-        assert!(structures.metres[2 * 40 + 3].is_infinite());
+        let foot_depth = structures.metres()[20 * 40 + 3];
+        assert!((structures.metres()[8 * 40 + 3] - foot_depth).abs() < 1e-6);
+        assert!(structures.metres()[2 * 40 + 3].is_infinite());
         assert_eq!(structures.provenance()["vertical_structures"], true);
+    }
+
+    /// Fog samples depth at one pixel per block: at those pixels it is the full map's value, for
+    /// dense and ground-plane bases and refinements in any order (structures twice, boxes before
+    /// and after them, sky, a cap), with the full map computed before or not.
+    #[test]
+    fn depth_at_samples_is_the_full_map_there() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        for case in 0..60 {
+            let (w, h) = (rng.random_range(3..30u32), rng.random_range(3..24u32));
+            let n = (w * h) as usize;
+            let mut depth = if case % 3 == 0 {
+                let metres = (0..n).map(|_| rng.random_range(1.0..80.0f32)).collect();
+                DepthMap::new(w, h, metres).expect("dense")
+            } else {
+                let horizon = rng.random_range(-2.0..f64::from(h));
+                DepthMap::from_ground_plane(w, h, horizon, 900.0).expect("plane")
+            };
+            let mut mask = |p: f64| {
+                let bits = (0..n).map(|_| u8::from(rng.random_bool(p))).collect();
+                PixelMask::new(w, h, bits).expect("mask")
+            };
+            let (ground, ground2, sky) = (mask(0.5), mask(0.7), mask(0.1));
+            let boxes = |rng: &mut rand_chacha::ChaCha8Rng| -> Vec<(BBox, f32)> {
+                (0..rng.random_range(0..4))
+                    .map(|_| {
+                        let (x, y) = (
+                            rng.random_range(-3.0..f64::from(w)),
+                            rng.random_range(-3.0..f64::from(h)),
+                        );
+                        let size = rng.random_range(0.5..9.0);
+                        (
+                            BBox::new(x, y, x + size, y + size),
+                            rng.random_range(2.0..50.0),
+                        )
+                    })
+                    .collect()
+            };
+            let (before, after) = (boxes(&mut rng), boxes(&mut rng));
+            depth.with_boxes(&before);
+            depth.with_vertical_structures(ground).expect("structures");
+            if case % 2 == 0 {
+                depth.with_vertical_structures(ground2).expect("again");
+            }
+            depth.with_sky(sky).expect("sky");
+            depth.with_boxes(&after);
+            if case % 4 == 1 {
+                depth.cap_depth(25.0);
+            }
+            let xs: Vec<usize> = (0..w as usize).filter(|_| rng.random_bool(0.4)).collect();
+            let mut ys: Vec<usize> = (0..h as usize).filter(|_| rng.random_bool(0.4)).collect();
+            ys.reverse();
+            if let Some(&y) = ys.first() {
+                ys.push(y);
+            }
+            let lazily = depth.at_grid(&xs, &ys);
+            let full = depth.metres();
+            let expected: Vec<f32> = ys
+                .iter()
+                .flat_map(|&y| xs.iter().map(move |&x| full[y * w as usize + x]))
+                .collect();
+            let bits = |v: &[f32]| v.iter().map(|d| d.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&lazily), bits(&expected), "case {case}");
+            assert_eq!(
+                bits(&depth.at_grid(&xs, &ys)),
+                bits(&expected),
+                "case {case}, computed"
+            );
+        }
     }
 }
 
