@@ -444,7 +444,7 @@ impl AllowedRow<'_> {
         }
     }
 
-    /// The column of the `k`-th allowed pixel (from 0), which must exist.
+    /// The column of the `k`-th allowed pixel (from 0); none past the row's last.
     fn column(self, k: usize) -> Option<usize> {
         match self {
             AllowedRow::None => None,
