@@ -437,10 +437,22 @@ impl AllowedRow<'_> {
     fn count(self) -> usize {
         match self {
             AllowedRow::None => 0,
-            AllowedRow::One(row) => row.iter().filter(|&&b| b != 0).count(),
-            AllowedRow::Either(a, b) => {
-                a.iter().zip(b).filter(|&(&a, &b)| a != 0 || b != 0).count()
-            }
+            // Byte sums per block rather than `filter().count()`: the compiler vectorises them.
+            AllowedRow::One(row) => row
+                .chunks(255)
+                .map(|c| usize::from(c.iter().fold(0u8, |n, &b| n + u8::from(b != 0))))
+                .sum(),
+            AllowedRow::Either(a, b) => a
+                .chunks(255)
+                .zip(b.chunks(255))
+                .map(|(a, b)| {
+                    let n = a
+                        .iter()
+                        .zip(b)
+                        .fold(0u8, |n, (&a, &b)| n + u8::from((a | b) != 0));
+                    usize::from(n)
+                })
+                .sum(),
         }
     }
 
