@@ -540,3 +540,42 @@ pub fn variant_seed(scenario_seed: u64, frame_id: &str, variant: u32) -> u64 {
     first.copy_from_slice(&bytes.as_bytes()[..8]);
     u64::from_le_bytes(first)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The block sums count what a filter counts, across the 255-byte blocks' edges, and the k-th
+    /// allowed column is the k-th nonzero byte.
+    #[test]
+    fn allowed_rows_count_and_find_every_nonzero_byte() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for len in [0usize, 1, 254, 255, 256, 511, 960, 1300] {
+            let mut byte = |p: f64| -> u8 {
+                if rng.random_bool(p) {
+                    rng.random_range(1..=255)
+                } else {
+                    0
+                }
+            };
+            let a: Vec<u8> = (0..len).map(|_| byte(0.9)).collect();
+            let b: Vec<u8> = (0..len).map(|_| byte(0.3)).collect();
+            let one: Vec<usize> = (0..len).filter(|&x| a[x] != 0).collect();
+            let either: Vec<usize> = (0..len).filter(|&x| a[x] != 0 || b[x] != 0).collect();
+            for (row, columns) in [
+                (AllowedRow::One(&a), &one),
+                (AllowedRow::Either(&a, &b), &either),
+            ] {
+                assert_eq!(row.count(), columns.len(), "{len} bytes");
+                for (k, &x) in columns.iter().enumerate() {
+                    assert_eq!(row.column(k), Some(x));
+                }
+                assert_eq!(row.column(columns.len()), None);
+            }
+        }
+        // Full blocks: 255 in each, the most a byte sum holds.
+        let full = vec![7u8; 3 * 255 + 4];
+        assert_eq!(AllowedRow::One(&full).count(), full.len());
+        assert_eq!(AllowedRow::Either(&full, &full).count(), full.len());
+    }
+}
