@@ -17,7 +17,8 @@
 //!
 //! Each measurement runs in its own process so that its peak RSS (`VmHWM`) is its own: augment
 //! at 100 frames and at all of them shows whether memory grows with the dataset. Floor and augment
-//! run `AUGMENT_BENCH_RUNS` times each (default 3); the fastest run counts.
+//! run `AUGMENT_BENCH_RUNS` times each (default 7: the floor's runs, a fraction of a second each,
+//! varied by up to 25% on a 2-core machine); the fastest run counts.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -294,7 +295,7 @@ fn parent(args: &[String]) -> Result<()> {
     };
     let runs: usize = match std::env::var("AUGMENT_BENCH_RUNS") {
         Ok(v) => v.parse::<usize>()?.max(1),
-        Err(_) => 3,
+        Err(_) => 7,
     };
     println!(
         "cores: {}; floor and augment: the fastest of {runs} runs each",
