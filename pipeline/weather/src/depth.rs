@@ -462,10 +462,6 @@ impl DepthMap {
                 .flat_map(|&y| xs.iter().map(move |&x| metres[y * w + x]))
                 .collect();
         }
-        let dense = match &self.base {
-            Base::Dense(metres) => Some(metres.as_slice()),
-            Base::GroundPlane { .. } => None,
-        };
         let mut out = vec![0.0f32; xs.len() * ys.len()];
         // Sample rows from the bottom up, so that one scan serves every row.
         let mut order: Vec<usize> = (0..ys.len()).collect();
@@ -482,28 +478,27 @@ impl DepthMap {
             lowest
         } else {
             // Every row below a sample counts for the structures standing on it.
-            self.height as usize - 1
+            (self.height as usize - 1).max(lowest)
         };
         // One foot per vertical refinement and sampled column.
         let mut feet = vec![f32::NAN; verticals * xs.len()];
         let mut row_depths = vec![0.0f32; xs.len()];
         let mut next = 0;
-        for y in (top..=bottom.max(lowest)).rev() {
+        for y in (top..=bottom).rev() {
             let sampled = next < order.len() && ys[order[next]] == y;
             if verticals == 0 && !sampled {
                 continue;
             }
             // The row's depths at the sampled columns, one refinement at a time.
-            match (&self.base, dense) {
-                (_, Some(metres)) => {
+            match &self.base {
+                Base::Dense(metres) => {
                     for (d, &x) in row_depths.iter_mut().zip(xs) {
                         *d = metres[y * w + x];
                     }
                 }
-                (Base::GroundPlane { horizon_row, k }, None) => {
+                Base::GroundPlane { horizon_row, k } => {
                     row_depths.fill(Base::ground_plane_row(*horizon_row, *k, y));
                 }
-                (Base::Dense(_), None) => unreachable!("a dense base is read above"),
             }
             let mut vertical = 0;
             for refinement in &self.refinements {
