@@ -798,8 +798,19 @@ fn free_port() -> Result<u16, Box<dyn Error>> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Held by the tests that take a free port and count on what listens there: otherwise a viewer
+/// one of them starts can land on the port another expects closed (a connect then succeeds).
+static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn hold_ports() -> std::sync::MutexGuard<'static, ()> {
+    PORTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn connecting_where_no_viewer_listens_fails_at_once() -> TestResult {
+    let _ports = hold_ports();
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let started = Instant::now();
@@ -915,6 +926,7 @@ fn live_viewer_receives_what_the_file_holds() -> TestResult {
         return Ok(());
     }
     let binary = rerun_binary().ok_or("rerun_cli has no rerun binary")?;
+    let _ports = hold_ports();
     let dir = tempfile::tempdir()?;
 
     // File and viewer at once.
