@@ -138,8 +138,6 @@ pub struct DepthMap {
     /// The per-pixel map, once computed.
     dense: OnceLock<Vec<f32>>,
     pub source: DepthSource,
-    /// `(horizon_row, k)` of the ground plane the map was built from, if any.
-    pub ground_plane: Option<(f64, f64)>,
     /// Object boxes painted with their foot-point depth.
     pub boxes_painted: u32,
     /// Whether a sky mask (semantic labels) set sky to infinity.
@@ -200,7 +198,6 @@ impl PartialEq for DepthMap {
         self.width == other.width
             && self.height == other.height
             && self.source == other.source
-            && self.ground_plane == other.ground_plane
             && self.boxes_painted == other.boxes_painted
             && self.sky_masked == other.sky_masked
             && self.vertical_structures == other.vertical_structures
@@ -210,10 +207,6 @@ impl PartialEq for DepthMap {
 
 impl DepthMap {
     fn with_base(width: u32, height: u32, base: Base, source: DepthSource) -> Self {
-        let ground_plane = match base {
-            Base::GroundPlane { horizon_row, k } => Some((horizon_row, k)),
-            Base::Dense(_) => None,
-        };
         Self {
             width,
             height,
@@ -221,7 +214,6 @@ impl DepthMap {
             refinements: Vec::new(),
             dense: OnceLock::new(),
             source,
-            ground_plane,
             boxes_painted: 0,
             sky_masked: false,
             vertical_structures: false,
@@ -318,10 +310,18 @@ impl DepthMap {
         Ok(map)
     }
 
+    /// `(horizon_row, k)` of the ground plane the map was built from, if any.
+    pub fn ground_plane(&self) -> Option<(f64, f64)> {
+        match self.base {
+            Base::GroundPlane { horizon_row, k } => Some((horizon_row, k)),
+            Base::Dense(_) => None,
+        }
+    }
+
     /// Ground-plane depth of a box's foot point (its bottom edge), when the map has a ground plane
     /// and the bottom edge lies below the horizon.
     pub fn foot_point_depth(&self, bbox: &BBox) -> Option<f32> {
-        let (v0, k) = self.ground_plane?;
+        let (v0, k) = self.ground_plane()?;
         let dv = bbox.y1 - v0;
         (dv > 0.0 && k.is_finite()).then(|| (k / dv) as f32)
     }
@@ -395,9 +395,13 @@ impl DepthMap {
         self
     }
 
-    /// The depth of every pixel, row-major (computed on first use).
+    /// The depth of every pixel, row-major (computed on first use; a dense map not refined is
+    /// its own).
     pub fn metres(&self) -> &[f32] {
-        self.dense.get_or_init(|| self.compute_dense())
+        match &self.base {
+            Base::Dense(metres) if self.refinements.is_empty() => metres,
+            _ => self.dense.get_or_init(|| self.compute_dense()),
+        }
     }
 
     fn compute_dense(&self) -> Vec<f32> {
@@ -548,7 +552,7 @@ impl DepthMap {
     pub fn provenance(&self) -> serde_json::Value {
         serde_json::json!({
             "source": self.source,
-            "ground_plane": self.ground_plane.map(|(v0, k)| serde_json::json!({"horizon_row": v0, "k": k})),
+            "ground_plane": self.ground_plane().map(|(v0, k)| serde_json::json!({"horizon_row": v0, "k": k})),
             "boxes_painted": self.boxes_painted,
             "sky_masked": self.sky_masked,
             "vertical_structures": self.vertical_structures,

@@ -169,7 +169,7 @@ impl<'a> WeatherContext<'a> {
     /// Horizon row: the depth map's ground plane, else the intrinsics' `cy`, else mid-height.
     pub(crate) fn horizon_row(&self) -> f32 {
         self.depth
-            .ground_plane
+            .ground_plane()
             .map(|(v0, _)| v0)
             .or(self.intrinsics.map(|k| k.cy))
             .unwrap_or(f64::from(self.depth.height) / 2.0) as f32
