@@ -54,6 +54,7 @@
 //! files (no timestamps; assets in dataset order).
 
 mod bank;
+pub mod colour;
 mod lighting;
 pub mod mask;
 mod viewpoint;

@@ -9,8 +9,9 @@
 use std::sync::OnceLock;
 
 use image::{GrayImage, RgbImage};
-use palette::{FromColor, Lab, LinSrgb, Srgb, white_point::D65};
 use serde::{Deserialize, Serialize};
+
+use crate::colour::{decode_exact, lab_from_linear_srgb};
 
 /// Colour and shading statistics of a weighted region (see [`measure_lighting`]).
 ///
@@ -46,15 +47,10 @@ pub struct Lighting {
 /// pixels⁴ per unit weight²) have no usable 2D slope: a line or a point.
 const MIN_SPREAD_DET: f64 = 1e-6;
 
-/// Linear values of the 256 sRGB byte levels, as palette decodes them.
+/// Linear values of the 256 sRGB byte levels.
 fn srgb_decoding_table() -> &'static [f32; 256] {
     static TABLE: OnceLock<[f32; 256]> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        std::array::from_fn(|v| {
-            let v = u8::try_from(v).unwrap_or(u8::MAX);
-            Srgb::new(v, v, v).into_linear::<f32>().red
-        })
-    })
+    TABLE.get_or_init(|| std::array::from_fn(|v| decode_exact(v as f64 / 255.0) as f32))
 }
 
 /// Measures the lighting of the pixels of `rgb` where `weight > 0`, each counted by
@@ -70,28 +66,30 @@ pub fn measure_lighting(rgb: &RgbImage, weight: &GrayImage) -> Lighting {
     );
     // Two passes, means then central moments, keep the variances exact (a flat patch has 0, not
     // the rounding left of E[x^2] - E[x]^2). Each counted pixel is converted once; sRGB decoding
-    // is per channel, so a table of palette's own decoding gives its exact values.
+    // is per channel, so a table of the 256 levels serves it.
     let linear = srgb_decoding_table();
-    let samples: Vec<[f64; 6]> = weight
+    let (mut placed, mut lab): (Vec<[u32; 3]>, Vec<[f32; 3]>) = weight
         .enumerate_pixels()
-        .filter_map(|(x, y, w)| {
-            let w = w.0[0];
-            (w > 0).then(|| {
-                let [r, g, b] = rgb.get_pixel(x, y).0;
-                let lab: Lab<D65, f32> = Lab::from_color(LinSrgb::new(
-                    linear[usize::from(r)],
-                    linear[usize::from(g)],
-                    linear[usize::from(b)],
-                ));
-                [
-                    f64::from(w) / 255.0,
-                    f64::from(x) + 0.5,
-                    f64::from(y) + 0.5,
-                    f64::from(lab.l),
-                    f64::from(lab.a),
-                    f64::from(lab.b),
-                ]
-            })
+        .filter(|(_, _, w)| w.0[0] > 0)
+        .map(|(x, y, w)| {
+            let colour = rgb.get_pixel(x, y).0.map(|v| linear[usize::from(v)]);
+            ([u32::from(w.0[0]), x, y], colour)
+        })
+        .unzip();
+    // Converted all at once: the conversion runs in vector registers over a whole slice.
+    lab_from_linear_srgb(&mut lab);
+    let samples: Vec<[f64; 6]> = placed
+        .drain(..)
+        .zip(lab)
+        .map(|([w, x, y], [l, a, b])| {
+            [
+                f64::from(w) / 255.0,
+                f64::from(x) + 0.5,
+                f64::from(y) + 0.5,
+                f64::from(l),
+                f64::from(a),
+                f64::from(b),
+            ]
         })
         .collect();
     let counted = || samples.iter().copied();
@@ -185,32 +183,6 @@ impl Moments {
             dy,
             strength: 2.0 * norm * spread,
             explained,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decoding_table_gives_palettes_lab_bit_for_bit() {
-        let table = srgb_decoding_table();
-        for v in 0..=255u8 {
-            let direct = Srgb::new(v, v, v).into_linear::<f32>();
-            assert_eq!(table[usize::from(v)].to_bits(), direct.red.to_bits());
-        }
-        for [r, g, b] in [[0u8, 0, 0], [255, 255, 255], [12, 200, 77], [250, 3, 128]] {
-            let direct: Lab<D65, f32> = Lab::from_color(Srgb::new(r, g, b).into_linear::<f32>());
-            let tabled: Lab<D65, f32> = Lab::from_color(LinSrgb::new(
-                table[usize::from(r)],
-                table[usize::from(g)],
-                table[usize::from(b)],
-            ));
-            assert_eq!(
-                [direct.l, direct.a, direct.b].map(f32::to_bits),
-                [tabled.l, tabled.a, tabled.b].map(f32::to_bits)
-            );
         }
     }
 }

@@ -72,8 +72,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     };
     opencv::core::set_num_threads(1)?;
-    // OpenCV's colour tables (about 0.1 s, once per process) are not per-insertion work.
-    roadsynth_engine::prepare_colour_tables();
     let work = tempfile::tempdir()?;
     let scan = coco::scan(
         &coco_dir.join("instances_subset.json"),

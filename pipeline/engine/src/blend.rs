@@ -106,7 +106,7 @@ pub fn poisson(
     object: &RgbPlane,
     alpha: &Plane,
     config: &PoissonConfig,
-) -> Result<Option<(RgbPlane, Vec<f32>, BlendMeasure)>, EngineError> {
+) -> Option<(RgbPlane, Vec<f32>, BlendMeasure)> {
     let (w, h) = (rect.width() as usize, rect.height() as usize);
     let background = RgbPlane::crop(image, rect);
     // The feathered composite: Poisson's source, and the reference it is measured against.
@@ -120,7 +120,7 @@ pub fn poisson(
     // Clone region: the object dilated by the margin (a square, as rows then columns).
     let m = config.margin_px as usize;
     if w == 0 || h == 0 {
-        return Ok(None);
+        return None;
     }
     let mut across = vec![false; w * h];
     for (covered, row) in alpha.data.chunks_exact(w).zip(across.chunks_exact_mut(w)) {
@@ -152,7 +152,7 @@ pub fn poisson(
         }
     }
     if bx0 >= bx1 || bx0 == 0 || by0 == 0 || bx1 >= w || by1 >= h {
-        return Ok(None);
+        return None;
     }
     // The clone over the region's bounding box (frame pixels all around it).
     let (rw, rh) = (bx1 - bx0, by1 - by0);
@@ -190,28 +190,21 @@ pub fn poisson(
     let seam_feather = seam(&feather, &alpha.data, w, h);
     let seam_poisson = seam(&result, &alpha.data, w, h);
     // Only the core's pixels are converted (the conversion is per pixel), as one row.
-    let core = |px: &[[f32; 3]]| -> Result<RgbPlane, EngineError> {
+    let core = |px: &[[f32; 3]]| -> RgbPlane {
         let data: Vec<[f32; 3]> = px
             .iter()
             .zip(&alpha.data)
             .filter(|(_, a)| **a >= 0.9)
             .map(|(p, _)| *p)
             .collect();
-        if data.is_empty() {
-            return Ok(RgbPlane {
-                width: 0,
-                height: 0,
-                data,
-            });
-        }
         rgb_to_lab(&RgbPlane {
             // At most the crop's pixel count, itself a product of two `u32`s that fits.
             width: data.len() as u32,
-            height: 1,
+            height: u32::from(!data.is_empty()),
             data,
         })
     };
-    let (lab_f, lab_p) = (core(&feather)?, core(&result)?);
+    let (lab_f, lab_p) = (core(&feather), core(&result));
     let (mut shift, mut n) = (0.0f64, 0usize);
     for (a, b) in lab_f.data.iter().zip(&lab_p.data) {
         let d = [0, 1, 2].map(|c| f64::from(a[c] - b[c]));
@@ -219,7 +212,7 @@ pub fn poisson(
         n += 1;
     }
     let colour_shift = if n == 0 { 0.0 } else { shift / n as f64 };
-    Ok(Some((
+    Some((
         RgbPlane {
             width: rect.width(),
             height: rect.height(),
@@ -231,7 +224,7 @@ pub fn poisson(
             seam_poisson,
             colour_shift,
         },
-    )))
+    ))
 }
 
 impl PoissonConfig {

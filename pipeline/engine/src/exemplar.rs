@@ -142,9 +142,9 @@ impl Context {
     }
 
     /// L\*a\*b\* statistics of the ring. Only the ring's pixels are converted, packed into one
-    /// row in scan order (a pixel's L\*a\*b\* does not depend on its place in the plane), so the
-    /// sums run over the same values in the same order as over the whole rectangle.
-    fn ring_lab_stats(&self) -> Result<LabStats, EngineError> {
+    /// row in scan order, so the sums run over the same values in the same order as over the
+    /// whole rectangle.
+    fn ring_lab_stats(&self) -> LabStats {
         let data: Vec<[f32; 3]> = self
             .rgb
             .data
@@ -153,16 +153,13 @@ impl Context {
             .filter(|(_, in_ring)| **in_ring)
             .map(|(p, _)| *p)
             .collect();
-        if data.is_empty() {
-            return Ok(LabStats::default());
-        }
         let lab = rgb_to_lab(&RgbPlane {
             // At most the rectangle's pixel count, a product of two `u32`s within the frame.
             width: data.len() as u32,
             height: 1,
             data,
-        })?;
-        Ok(LabStats::of(&lab, &vec![1.0; lab.data.len()]))
+        });
+        LabStats::of(&lab, &vec![1.0; lab.data.len()])
     }
 
     fn image_and_weight(&self) -> (RgbImage, GrayImage) {
@@ -340,11 +337,11 @@ impl ExemplarCompositor {
 
         // Harmonisation toward the ring.
         // The object's L*a*b* serves both its statistics and the transfer itself.
-        let object_lab = rgb_to_lab(&colour)?;
+        let object_lab = rgb_to_lab(&colour);
         let object_stats = LabStats::of(&object_lab, &alpha.data);
-        let ring_stats = context.ring_lab_stats()?;
+        let ring_stats = context.ring_lab_stats();
         let harmonisation = harmonise::plan(object_stats, ring_stats, &cfg.harmonise);
-        colour = harmonise::apply_to_lab(object_lab, &harmonisation)?;
+        colour = harmonise::apply_to_lab(object_lab, &harmonisation);
 
         // Sensor noise: what the surroundings have beyond what the (blurred) cut-out has.
         let mut noise_added = 0.0f32;
@@ -392,7 +389,7 @@ impl ExemplarCompositor {
                 y1: (object_rect.y1 + m).min(h),
             };
             let (obj, a) = crop_layer(&layer, clone_rect);
-            if let Some((cloned, region, m)) = poisson(image, clone_rect, &obj, &a, &cfg.poisson)? {
+            if let Some((cloned, region, m)) = poisson(image, clone_rect, &obj, &a, &cfg.poisson) {
                 measure = Some(m);
                 if cfg.blend == BlendMode::Poisson || cfg.poisson.prefers_poisson(&m) {
                     blend_used = "poisson";

@@ -76,7 +76,6 @@ pub use library::{
 };
 pub use naive::{NaiveConfig, NaivePaste};
 pub use raster::PixelRect;
-pub use raster::prepare_colour_tables;
 pub use texture::TextureConfig;
 pub use vehicle::{
     DiffusionEditConfig, EditOutcome, MaskSource, VehicleEditConfig, VehicleEditReport,

@@ -1,10 +1,11 @@
-//! Small float rasters over frame rectangles, and the `OpenCV` calls on them (resize, blur,
-//! filters, colour conversion). Pixel work stays on crops the size of an object, never the frame.
+//! Small float rasters over frame rectangles, the `OpenCV` calls on them (resize, blur, filters)
+//! and their L\*a\*b\* conversion. Pixel work stays on crops the size of an object, never the frame.
 
 use image::RgbImage;
 use opencv::core::{self as cv, Mat, Size, ToInputArray, Vec3f, Vec4f};
 use opencv::imgproc;
 use opencv::prelude::*;
+use roadsynth_assets::colour;
 use roadsynth_types::BBox;
 use serde::Serialize;
 
@@ -350,49 +351,25 @@ pub fn filter3(p: &Plane, kernel: [f32; 9]) -> Result<Plane, EngineError> {
     Plane::from_mat(&out)
 }
 
-/// CIE L\*a\*b\* (D65) of sRGB floats `0..=255`, through `OpenCV`'s float conversion (sRGB
-/// gamma applied): L `0..=100`, the same space `roadsynth_assets::measure_lighting` reports.
-pub fn rgb_to_lab(p: &RgbPlane) -> Result<RgbPlane, EngineError> {
-    prepare_colour_tables();
-    let scaled = RgbPlane {
+/// CIE L\*a\*b\* (D65) of sRGB floats `0..=255`, by [`roadsynth_assets::colour`]: L `0..=100`,
+/// the same conversion `roadsynth_assets::measure_lighting` measures with.
+pub fn rgb_to_lab(p: &RgbPlane) -> RgbPlane {
+    let mut data: Vec<[f32; 3]> = p.data.iter().map(|c| c.map(|v| v / 255.0)).collect();
+    colour::lab_from_srgb(&mut data);
+    RgbPlane {
         width: p.width,
         height: p.height,
-        data: p.data.iter().map(|c| c.map(|v| v / 255.0)).collect(),
-    };
-    let mut out = Mat::default();
-    imgproc::cvt_color(&scaled.to_mat()?, &mut out, imgproc::COLOR_RGB2Lab, 0).cv("RGB to Lab")?;
-    RgbPlane::from_mat(&out)
-}
-
-/// Builds `OpenCV`'s L\*a\*b\* tables, once per process. `OpenCV` 4.6 builds them on the first
-/// conversion in software floating point (about 0.1 s of CPU), and every thread that converts
-/// before they are done builds them too: here the first caller builds them and the others wait.
-/// Calling it early on a spare thread (as the augment stage does while it loads its inputs) takes
-/// the wait off the first frames.
-pub fn prepare_colour_tables() {
-    static TABLES: std::sync::Once = std::sync::Once::new();
-    TABLES.call_once(|| {
-        // A pixel each way; a failure here would recur, and be reported, on the real conversion.
-        let pixel = [Vec3f::from([0.5, 0.5, 0.5])];
-        if let Ok(m) = Mat::new_rows_cols_with_data(1, 1, &pixel) {
-            let (mut lab, mut rgb) = (Mat::default(), Mat::default());
-            if imgproc::cvt_color(&m, &mut lab, imgproc::COLOR_RGB2Lab, 0).is_ok() {
-                let _ = imgproc::cvt_color(&lab, &mut rgb, imgproc::COLOR_Lab2RGB, 0);
-            }
-        }
-    });
+        data,
+    }
 }
 
 /// sRGB floats `0..=255` of CIE L\*a\*b\* (the inverse of [`rgb_to_lab`]), clipped to the gamut.
-pub fn lab_to_rgb(p: &RgbPlane) -> Result<RgbPlane, EngineError> {
-    prepare_colour_tables();
-    let mut out = Mat::default();
-    imgproc::cvt_color(&p.to_mat()?, &mut out, imgproc::COLOR_Lab2RGB, 0).cv("Lab to RGB")?;
-    let mut rgb = RgbPlane::from_mat(&out)?;
-    for c in &mut rgb.data {
-        *c = c.map(|v| (v * 255.0).clamp(0.0, 255.0));
+pub fn lab_to_rgb(mut p: RgbPlane) -> RgbPlane {
+    colour::srgb_from_lab(&mut p.data);
+    for v in p.data.as_flattened_mut() {
+        *v *= 255.0;
     }
-    Ok(rgb)
+    p
 }
 
 /// `0..=255` float to the nearest byte.
@@ -403,40 +380,6 @@ pub fn to_u8(v: f32) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The Poisson measurement converts only an object's core pixels, packed into one row: each
-    /// pixel's L\*a\*b\* must not depend on where it sits (`OpenCV` converts blocks with SIMD
-    /// and the tail without).
-    #[test]
-    fn lab_of_a_pixel_does_not_depend_on_its_position() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let (w, h) = (37u32, 23u32);
-        let plane = RgbPlane {
-            width: w,
-            height: h,
-            data: (0..w * h)
-                .map(|_| std::array::from_fn(|_| rng.random_range(0.0f32..=255.0)))
-                .collect(),
-        };
-        let whole = rgb_to_lab(&plane).expect("lab");
-        // Every third pixel from an odd offset, packed: positions shift against SIMD blocks.
-        let picked: Vec<usize> = (5..plane.data.len()).step_by(3).collect();
-        let packed = rgb_to_lab(&RgbPlane {
-            width: picked.len() as u32,
-            height: 1,
-            data: picked.iter().map(|&i| plane.data[i]).collect(),
-        })
-        .expect("lab");
-        for (k, &i) in picked.iter().enumerate() {
-            let (a, b) = (whole.data[i], packed.data[k]);
-            assert_eq!(
-                a.map(f32::to_bits),
-                b.map(f32::to_bits),
-                "pixel {i}: {a:?} vs {b:?}"
-            );
-        }
-    }
 
     #[test]
     fn covering_rect_clips_and_rounds_outwards() {
@@ -465,13 +408,13 @@ mod tests {
                 [128.0, 128.0, 128.0],
             ],
         };
-        let lab = rgb_to_lab(&p).expect("lab");
+        let lab = rgb_to_lab(&p);
         // sRGB 128 grey is L* 53.59.
-        assert!((lab.data[2][0] - 53.59).abs() < 0.1, "{:?}", lab.data[2]);
-        let back = lab_to_rgb(&lab).expect("rgb");
+        assert!((lab.data[2][0] - 53.59).abs() < 0.01, "{:?}", lab.data[2]);
+        let back = lab_to_rgb(lab);
         for (a, b) in p.data.iter().zip(&back.data) {
             for c in 0..3 {
-                assert!((a[c] - b[c]).abs() < 1.0, "{a:?} vs {b:?}");
+                assert!((a[c] - b[c]).abs() < 0.01, "{a:?} vs {b:?}");
             }
         }
     }

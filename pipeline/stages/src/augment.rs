@@ -282,16 +282,6 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
         .operations
         .iter()
         .any(|op| matches!(op, Operation::InsertObjects(_)));
-    // Insertions harmonise colours in L*a*b*: OpenCV's colour tables are built meanwhile too (see
-    // `prepare_colour_tables`), on a thread of their own that ends by itself; had it not started,
-    // the first conversion builds them.
-    if inserts {
-        drop(
-            std::thread::Builder::new()
-                .name("colour-tables".into())
-                .spawn(roadsynth_engine::prepare_colour_tables),
-        );
-    }
     // Fitted once: planning and rendering share the geometry. The asset bank loads meanwhile.
     let (fitted, settings) = std::thread::scope(|scope| {
         let settings = std::thread::Builder::new()
