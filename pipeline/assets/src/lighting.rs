@@ -68,7 +68,7 @@ pub fn measure_lighting(rgb: &RgbImage, weight: &GrayImage) -> Lighting {
     // the rounding left of E[x^2] - E[x]^2). Each counted pixel is converted once; sRGB decoding
     // is per channel, so a table of the 256 levels serves it.
     let linear = srgb_decoding_table();
-    let (mut placed, mut lab): (Vec<[u32; 3]>, Vec<[f32; 3]>) = weight
+    let (placed, mut lab): (Vec<[u32; 3]>, Vec<[f32; 3]>) = weight
         .enumerate_pixels()
         .filter(|(_, _, w)| w.0[0] > 0)
         .map(|(x, y, w)| {
@@ -79,7 +79,7 @@ pub fn measure_lighting(rgb: &RgbImage, weight: &GrayImage) -> Lighting {
     // Converted all at once: the conversion runs in vector registers over a whole slice.
     lab_from_linear_srgb(&mut lab);
     let samples: Vec<[f64; 6]> = placed
-        .drain(..)
+        .into_iter()
         .zip(lab)
         .map(|([w, x, y], [l, a, b])| {
             [
