@@ -30,6 +30,11 @@ pub struct AugmentArgs {
     /// baseline: plain alpha) or `diffusion` (needs --diffusion-model).
     #[arg(long, default_value = "exemplar", value_parser = ["exemplar", "plain", "diffusion"])]
     pub renderer: String,
+    /// How `--renderer exemplar` blends cut-outs: `auto` (Poisson where a measurement says it
+    /// lowers the seam without washing the object's colours out, feathered alpha elsewhere),
+    /// `feather` (about 6% faster a frame: no Poisson solve to measure) or `poisson`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "feather", "poisson"])]
+    pub blend: String,
     /// Stable Diffusion inpainting model folder (standard ONNX layout) for `--renderer diffusion`
     /// and diffusion vehicle edits.
     #[arg(long)]
@@ -77,6 +82,7 @@ impl AugmentArgs {
             seed: None,
             assets: spec.assets.as_ref().map(|a| config.assets_root.join(a)),
             renderer: spec.renderer.clone(),
+            blend: spec.blend.clone(),
             diffusion_model: None,
             detector: if spec.filter {
                 path(&config.models.detector)
@@ -106,6 +112,7 @@ impl AugmentArgs {
         arg("dataset", self.dataset.clone().into());
         arg("output", self.output.clone().into());
         arg("renderer", self.renderer.clone().into());
+        arg("blend", self.blend.clone().into());
         arg("filter-threshold", self.filter_threshold.to_string().into());
         let paths = [
             ("assets", &self.assets),
@@ -159,7 +166,9 @@ mod tests {
             "--assets",
             "a",
             "--renderer",
-            "plain",
+            "exemplar",
+            "--blend",
+            "feather",
             "--detector",
             "det.onnx",
             "--filter-threshold",

@@ -47,7 +47,7 @@ enum Command {
     #[command(subcommand)]
     Assets(assets_cmd::AssetsCommand),
     /// Run a scenario over a dataset: plan, render, edit, weather, filter, write a new version.
-    Augment(augment::AugmentArgs),
+    Augment(Box<augment::AugmentArgs>),
     /// Run the orchestrator file on its `schedule` (cron), one run at a time, until stopped.
     Schedule {
         #[arg(default_value = "orchestrator.yaml")]

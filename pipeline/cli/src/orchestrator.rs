@@ -156,6 +156,12 @@ struct AugmentWire {
     assets: Option<String>,
     #[serde(default)]
     renderer: Option<String>,
+    /// How the `exemplar` renderer blends cut-outs: `auto` (the default: Poisson where a
+    /// measurement says it lowers the seam without washing the object's colours out, feathered
+    /// alpha elsewhere), `feather` (about 6% faster a frame: no Poisson solve to measure) or
+    /// `poisson`.
+    #[serde(default)]
+    blend: Option<String>,
     /// Filter insertions with the detector of `models.detector`: a rejected one is rendered again
     /// from another cut-out (up to three renders), then dropped.
     #[serde(default)]
@@ -249,6 +255,7 @@ pub struct AugmentSpec {
     pub scenario: PathBuf,
     pub assets: Option<String>,
     pub renderer: String,
+    pub blend: String,
     pub filter: bool,
     pub max_frames: Option<usize>,
     pub generated_only: bool,
@@ -373,6 +380,7 @@ pub struct Concurrency {
 }
 
 const RENDERERS: [&str; 3] = ["exemplar", "plain", "diffusion"];
+const BLENDS: [&str; 3] = ["auto", "feather", "poisson"];
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -510,6 +518,15 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
             &at("renderer"),
             || format!("renderer {renderer:?} is not one of {RENDERERS:?}"),
         );
+        let blend = a.blend.clone().unwrap_or_else(|| "auto".into());
+        check.check(BLENDS.contains(&blend.as_str()), &at("blend"), || {
+            format!("blend {blend:?} is not one of {BLENDS:?}")
+        });
+        check.check(
+            a.blend.is_none() || renderer == "exemplar",
+            &at("blend"),
+            || format!("`blend` applies to the exemplar renderer only (this is {renderer:?})"),
+        );
         let filter = a.filter.unwrap_or(false);
         check.check(
             !filter || wire.models.detector.is_some(),
@@ -523,6 +540,7 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
                 scenario,
                 assets: a.assets.clone(),
                 renderer,
+                blend,
                 filter,
                 max_frames: a.max_frames,
                 generated_only: a.generated_only.unwrap_or(false),

@@ -323,6 +323,32 @@ fn missing_input_is_a_clear_error() {
 }
 
 #[test]
+fn blend_for_a_renderer_that_does_not_blend_is_refused() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let scenario = roadsynth_testkit::repo_root().join("scenarios/animals-naive-baseline.yaml");
+    let out = roadsynth(&[
+        "augment",
+        "--scenario",
+        s(&scenario),
+        "--dataset",
+        s(&work.path().join("in")),
+        "--output",
+        s(&work.path().join("out")),
+        "--renderer",
+        "plain",
+        "--blend",
+        "poisson",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--blend poisson applies to the exemplar renderer only"),
+        "{err}"
+    );
+    assert!(!work.path().join("out").exists());
+}
+
+#[test]
 fn scenario_validate_reports_every_error_of_every_file_and_exits_1() {
     let scenarios = roadsynth_testkit::repo_root().join("scenarios");
     let fog = scenarios.join("weather-fog.yaml");
@@ -785,6 +811,35 @@ fn orchestrator_errors_are_reported_at_their_place() {
         "{err}"
     );
     assert!(err.contains("o.yaml:5:10: 50 retries"), "{err}");
+}
+
+/// An augmentation's `blend` is one of the exemplar renderer's modes, and only for that renderer.
+#[test]
+fn orchestrator_blend_is_checked_at_its_place() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let file = work.path().join("o.yaml");
+    let scenario = roadsynth_testkit::repo_root().join("scenarios/weather-fog.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "sources:\n  - {{dataset: x, format: kitti, input: .}}\naugment:\n  - name: a\n    dataset: x\n    scenario: {s}\n    blend: sharp\n  - name: b\n    dataset: x\n    scenario: {s}\n    renderer: plain\n    blend: feather\n  - name: c\n    dataset: x\n    scenario: {s}\n    blend: feather\n",
+            s = scenario.display()
+        ),
+    )
+    .expect("write");
+    let out = roadsynth(&["orchestrator", "validate", s(&file)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("o.yaml:7:12: blend \"sharp\" is not one of"),
+        "{err}"
+    );
+    assert!(
+        err.contains("o.yaml:12:12: `blend` applies to the exemplar renderer only"),
+        "{err}"
+    );
+    // The third augmentation's `blend: feather` is fine.
+    assert!(!err.contains("o.yaml:16:"), "{err}");
 }
 
 /// Issue 6: `orchestrator.schema.json` is what the wire structs generate, the repository's file

@@ -30,6 +30,17 @@ pub enum BlendMode {
 }
 
 impl BlendMode {
+    pub const NAMES: [&'static str; 3] = ["auto", "feather", "poisson"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "auto" => Some(BlendMode::Auto),
+            "feather" => Some(BlendMode::Feather),
+            "poisson" => Some(BlendMode::Poisson),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             BlendMode::Feather => "feather",

@@ -7,7 +7,8 @@
 //!
 //! FRAMES defaults to 100, 367 (all of train) and 1101 (train three times over, see [`ingest`]).
 //! With `AUGMENT_BENCH_DIR=D` the datasets stay in D, so that a child (`augment D/camvid-367
-//! D/animals D/out`) can be run again under a profiler.
+//! D/animals D/out`) can be run again under a profiler. `AUGMENT_BENCH_BLEND=feather` (or
+//! `poisson`) measures another blend mode than the default `auto`.
 //!
 //! - floor: decode every frame's JPEG and encode it as PNG (what augment must do at least once
 //!   per frame), on every core (rayon), images already in memory;
@@ -29,7 +30,7 @@ use rayon::prelude::*;
 use roadsynth_assets::{AssetBank, BuildOptions};
 use roadsynth_dataset::{Dataset, DatasetWriter, WriteOptions};
 use roadsynth_formats::{LoadOptions, coco, load_all};
-use roadsynth_stages::{AugmentConfig, augment};
+use roadsynth_stages::{AugmentConfig, BlendMode, augment};
 use roadsynth_types::FrameId;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -210,10 +211,20 @@ fn child_augment(args: &[String]) -> Result<()> {
     };
     let scenario = roadsynth_scenario::parse(Path::new("bench.yaml"), SCENARIO)
         .map_err(|e| format!("{e:?}"))?;
+    let blend = match std::env::var("AUGMENT_BENCH_BLEND") {
+        Ok(name) => BlendMode::parse(&name).ok_or_else(|| {
+            format!(
+                "AUGMENT_BENCH_BLEND={name}: not one of {:?}",
+                BlendMode::NAMES
+            )
+        })?,
+        Err(_) => BlendMode::default(),
+    };
     let config = AugmentConfig {
         dataset: PathBuf::from(dir),
         output: PathBuf::from(out),
         assets: Some(PathBuf::from(assets)),
+        blend,
         ..AugmentConfig::default()
     };
     let started = Instant::now();

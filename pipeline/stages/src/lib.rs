@@ -15,6 +15,7 @@ pub use augment::{
 };
 pub use flow::{FlowError, FlowOptions};
 pub use render::{RenderSettings, Renderer, RendererKind};
+pub use roadsynth_engine::BlendMode;
 
 /// Why a stage stopped. Problems with single frames do not stop a stage: they are quarantined.
 #[derive(Debug, thiserror::Error)]

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use image::{GrayImage, RgbImage};
 use roadsynth_diffusion::{InpaintModel, ModelOptions};
 use roadsynth_engine::{
-    DetectorFilter, DiffusionEditConfig, DiffusionInsertConfig, DiffusionInserter, EditOutcome,
-    EngineError, ExemplarCompositor, ExemplarConfig, ExemplarLibrary, FilterConfig, FrameInput,
-    InsertBackend, InsertConfig, InsertOutcome, InsertionEngine, NaiveConfig, NaivePaste,
-    VehicleEditConfig, VehicleEditor, bank_classes_for,
+    BlendMode, DetectorFilter, DiffusionEditConfig, DiffusionInsertConfig, DiffusionInserter,
+    EditOutcome, EngineError, ExemplarCompositor, ExemplarConfig, ExemplarLibrary, FilterConfig,
+    FrameInput, InsertBackend, InsertConfig, InsertOutcome, InsertionEngine, NaiveConfig,
+    NaivePaste, VehicleEditConfig, VehicleEditor, bank_classes_for,
 };
 use roadsynth_models::{CocoDetector, VehicleSegmenter};
 use roadsynth_placement::PlanRow;
@@ -51,6 +51,8 @@ impl RendererKind {
 #[derive(Debug, Clone)]
 pub struct RenderSettings {
     pub kind: RendererKind,
+    /// How the exemplar renderer blends cut-outs into the frame.
+    pub blend: BlendMode,
     /// Cut-outs, loaded once (they are read-only and shared).
     pub library: Option<Arc<ExemplarLibrary>>,
     pub assets: Option<PathBuf>,
@@ -118,6 +120,7 @@ impl RenderSettings {
         }
         Ok(Self {
             kind: args.renderer,
+            blend: args.blend,
             library,
             assets,
             diffusion_model: args.diffusion_model.clone(),
@@ -136,6 +139,7 @@ impl RenderSettings {
     pub fn describe(&self) -> serde_json::Value {
         serde_json::json!({
             "renderer": self.kind,
+            "blend": (self.kind == RendererKind::Exemplar).then_some(self.blend),
             "assets": self.assets,
             "diffusion_model": self.diffusion_model,
             "filter": self.detector.as_ref().map(|d| serde_json::json!({
@@ -187,8 +191,14 @@ impl Renderer {
                         .ok_or_else(|| "no asset bank loaded".to_string())?;
                     if settings.kind == RendererKind::Exemplar {
                         InsertBackend::Exemplar(
-                            ExemplarCompositor::new(library, ExemplarConfig::standard())
-                                .map_err(engine)?,
+                            ExemplarCompositor::new(
+                                library,
+                                ExemplarConfig {
+                                    blend: settings.blend,
+                                    ..ExemplarConfig::standard()
+                                },
+                            )
+                            .map_err(engine)?,
                         )
                     } else {
                         InsertBackend::Naive(

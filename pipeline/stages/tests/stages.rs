@@ -348,7 +348,9 @@ mod augment {
     use roadsynth_assets::{AssetBank, BuildOptions};
     use roadsynth_dataset::{Dataset, DatasetWriter, Projection, WriteOptions};
     use roadsynth_formats::{LoadOptions, coco, load_all};
-    use roadsynth_stages::{AugmentConfig, AugmentSummary, FlowOptions, VariantObserver, augment};
+    use roadsynth_stages::{
+        AugmentConfig, AugmentSummary, BlendMode, FlowOptions, VariantObserver, augment,
+    };
     use roadsynth_types::FrameRecord;
 
     /// A `COCO` annotation file as one split of the dataset at `root`.
@@ -546,6 +548,42 @@ operations:
     }
 
     /// An observer that keeps the plan rows of every written variant.
+    /// Issue 6: the blend mode set for a run is the one its insertions use: `feather` never
+    /// keeps Poisson, `poisson` keeps it wherever the object has frame pixels all around it.
+    #[test]
+    fn the_blend_mode_set_for_a_run_is_the_one_its_insertions_use() {
+        let work = tempfile::tempdir().expect("tempdir");
+        let Some((ds, assets)) = camvid_and_animals(work.path()) else {
+            return;
+        };
+        let scenario =
+            roadsynth_scenario::parse(Path::new("animals-in-fog.yaml"), SCENARIO).expect("parse");
+        let blends_used = |blend: BlendMode| -> Vec<String> {
+            let output = work.path().join(blend.as_str());
+            let config = AugmentConfig {
+                dataset: ds.clone(),
+                output: output.clone(),
+                assets: Some(assets.clone()),
+                max_frames: Some(4),
+                blend,
+                ..AugmentConfig::default()
+            };
+            augment(&config, &scenario).expect("augment");
+            records(&output)
+                .iter()
+                .flat_map(|r| &r.annotations)
+                .filter(|a| matches!(a.origin, roadsynth_types::Origin::Generated { .. }))
+                .map(|a| a.attributes["blend"].as_str().unwrap_or("none").to_string())
+                .collect()
+        };
+        let feather = blends_used(BlendMode::Feather);
+        assert!(!feather.is_empty());
+        assert!(feather.iter().all(|b| b == "feather"), "{feather:?}");
+        let poisson = blends_used(BlendMode::Poisson);
+        let kept = poisson.iter().filter(|b| *b == "poisson").count();
+        assert!(kept * 2 > poisson.len(), "{poisson:?}");
+    }
+
     fn plan_rows_seen() -> (
         Arc<Mutex<Vec<roadsynth_placement::PlanRow>>>,
         VariantObserver,

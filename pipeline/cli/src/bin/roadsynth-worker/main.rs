@@ -13,7 +13,7 @@ use roadsynth_cli::ingest_cmd::{self, IngestArgs};
 use roadsynth_cli::orchestrator::{AugmentSpec, Concurrency, Orchestrator};
 use roadsynth_cli::run_recording::StageRecording;
 use roadsynth_cli::{run_cmd, schedule};
-use roadsynth_stages::{AugmentConfig, FlowOptions, RendererKind, VariantObserver};
+use roadsynth_stages::{AugmentConfig, BlendMode, FlowOptions, RendererKind, VariantObserver};
 use roadsynth_types::{FrameRecord, Quarantined};
 use roadsynth_video::{VideoOptions, ingest_video};
 
@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Ingest(IngestArgs),
-    Augment(augment::AugmentArgs),
+    Augment(Box<augment::AugmentArgs>),
     Run(run_cmd::RunArgs),
     Schedule {
         #[arg(default_value = "orchestrator.yaml")]
@@ -99,12 +99,21 @@ fn augment(
     if let Some(seed) = args.seed {
         scenario.seed = seed;
     }
+    let renderer = RendererKind::parse(&args.renderer)
+        .ok_or_else(|| anyhow::anyhow!("unknown renderer {}", args.renderer))?;
+    anyhow::ensure!(
+        renderer == RendererKind::Exemplar || args.blend == BlendMode::Auto.as_str(),
+        "--blend {} applies to the exemplar renderer only (this is --renderer {})",
+        args.blend,
+        args.renderer
+    );
     let config = AugmentConfig {
         dataset: args.dataset.clone(),
         output: args.output.clone(),
         assets: args.assets.clone(),
-        renderer: RendererKind::parse(&args.renderer)
-            .ok_or_else(|| anyhow::anyhow!("unknown renderer {}", args.renderer))?,
+        renderer,
+        blend: BlendMode::parse(&args.blend)
+            .ok_or_else(|| anyhow::anyhow!("unknown blend mode {}", args.blend))?,
         diffusion_model: args.diffusion_model.clone(),
         detector: args.detector.clone(),
         filter_threshold: args.filter_threshold,
