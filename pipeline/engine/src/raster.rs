@@ -2,7 +2,7 @@
 //! and their L\*a\*b\* conversion. Pixel work stays on crops the size of an object, never the frame.
 
 use image::RgbImage;
-use opencv::core::{self as cv, Mat, Size, ToInputArray, Vec3f, Vec4f};
+use opencv::core::{self as cv, Mat, Size, ToInputArray, Vec4f};
 use opencv::imgproc;
 use opencv::prelude::*;
 use roadsynth_assets::colour;
@@ -134,27 +134,6 @@ impl RgbPlane {
             height: rect.height(),
             data,
         }
-    }
-
-    pub fn to_mat(&self) -> Result<Mat, EngineError> {
-        let px: Vec<Vec3f> = self.data.iter().map(|&p| Vec3f::from(p)).collect();
-        let m = Mat::new_rows_cols_with_data(self.height as i32, self.width as i32, &px)
-            .cv("RGB plane to Mat")?;
-        m.try_clone().cv("RGB plane to Mat")
-    }
-
-    pub fn from_mat(m: &Mat) -> Result<Self, EngineError> {
-        let m = continuous(m)?;
-        Ok(Self {
-            width: m.cols() as u32,
-            height: m.rows() as u32,
-            data: m
-                .data_typed::<Vec3f>()
-                .cv("Mat to RGB plane")?
-                .iter()
-                .map(|v| v.0)
-                .collect(),
-        })
     }
 
     /// BT.601 luma, the grey level the sharpness and noise estimates use.
