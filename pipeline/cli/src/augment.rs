@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use roadsynth_dataset::shard::ShardId;
+use roadsynth_stages::{BlendMode, RendererKind};
 
 use crate::orchestrator::{AugmentSpec, Orchestrator};
 
@@ -28,12 +29,12 @@ pub struct AugmentArgs {
     pub assets: Option<PathBuf>,
     /// How insertions are rendered: `exemplar` (harmonised cut-outs), `plain` (the naive-paste
     /// baseline: plain alpha) or `diffusion` (needs --diffusion-model).
-    #[arg(long, default_value = "exemplar", value_parser = ["exemplar", "plain", "diffusion"])]
+    #[arg(long, default_value = "exemplar", value_parser = RendererKind::NAMES)]
     pub renderer: String,
     /// How `--renderer exemplar` blends cut-outs: `auto` (Poisson where a measurement says it
     /// lowers the seam without washing the object's colours out, feathered alpha elsewhere),
     /// `feather` (about 6% faster a frame: no Poisson solve to measure) or `poisson`.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "feather", "poisson"])]
+    #[arg(long, default_value = "auto", value_parser = BlendMode::NAMES)]
     pub blend: String,
     /// Stable Diffusion inpainting model folder (standard ONNX layout) for `--renderer diffusion`
     /// and diffusion vehicle edits.

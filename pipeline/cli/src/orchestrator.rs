@@ -379,8 +379,9 @@ pub struct Concurrency {
     pub channel_mib: Option<usize>,
 }
 
-const RENDERERS: [&str; 3] = ["exemplar", "plain", "diffusion"];
-const BLENDS: [&str; 3] = ["auto", "feather", "poisson"];
+// The worker's names, as constants only: nothing of the stages' code (or OpenCV) is linked.
+const RENDERERS: [&str; 3] = roadsynth_stages::RendererKind::NAMES;
+const BLENDS: [&str; 3] = roadsynth_stages::BlendMode::NAMES;
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
