@@ -163,6 +163,11 @@ fn scale_to_pixels(annotation: &mut Annotation, width: u32, height: u32) {
 
 /// Loads frames in parallel, `chunk` at a time, and hands each result to `sink` in input order.
 ///
+/// Loading runs ahead of the sink by at most one chunk, on a named thread that fans each chunk out
+/// over the rayon pool, so that reading and checking the next chunk overlaps with whatever the
+/// sink does with this one (typically writing Parquet: half the time of an ingest, which ran
+/// after the loading rather than beside it). At most three chunks are held at once.
+///
 /// An image whose bytes equal those of an earlier frame of this call is quarantined as a
 /// duplicate (frame ids are the hash of the bytes, so both cannot be stored). A `sink` error
 /// stops loading and is returned.
@@ -172,33 +177,84 @@ pub fn load_all<E>(
     chunk: usize,
     mut sink: impl FnMut(Result<FrameRecord, Vec<Quarantined>>) -> Result<(), E>,
 ) -> Result<(), E> {
+    type Loaded = Vec<Result<FrameRecord, Vec<Quarantined>>>;
     let mut first_seen: HashMap<FrameId, String> = HashMap::new();
-    let mut remaining = frames.into_iter();
-    loop {
-        let batch: Vec<PendingFrame> = remaining.by_ref().take(chunk.max(1)).collect();
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let results: Vec<_> = batch
+    let load_chunk = |batch: Vec<PendingFrame>| -> Loaded {
+        batch
             .into_par_iter()
             .map(|pending| load(pending, opts))
-            .collect();
-        for result in results {
-            let result = result.and_then(|record| {
-                if let Some(first) = first_seen.get(&record.frame.id) {
-                    return Err(vec![Quarantined {
-                        file: record.frame.source_uri.clone(),
-                        line: None,
-                        column: None,
-                        split: record.frame.split.clone(),
-                        kind: QuarantineKind::Duplicate,
-                        reason: format!("same image bytes as {first} (frame {})", record.frame.id),
-                    }]);
-                }
-                first_seen.insert(record.frame.id.clone(), record.frame.source_uri.clone());
-                Ok(record)
-            });
-            sink(result)?;
+            .collect()
+    };
+    if rayon::current_thread_index().is_some() {
+        // Called from a rayon worker: waiting on a loader that needs the pool could starve it
+        // (a pool of one would deadlock), so load and sink in turn.
+        let mut remaining = frames.into_iter();
+        loop {
+            let batch: Vec<PendingFrame> = remaining.by_ref().take(chunk.max(1)).collect();
+            if batch.is_empty() {
+                return Ok(());
+            }
+            sink_chunk(load_chunk(batch), &mut first_seen, &mut sink)?;
         }
     }
+    std::thread::scope(|scope| {
+        // Capacity 1: one chunk waiting while the sink works through another and the loader
+        // fills a third.
+        let (loaded_tx, loaded_rx) = std::sync::mpsc::sync_channel::<Loaded>(1);
+        let loader = std::thread::Builder::new()
+            .name("ingest-loader".into())
+            .spawn_scoped(scope, move || {
+                let mut remaining = frames.into_iter();
+                loop {
+                    let batch: Vec<PendingFrame> = remaining.by_ref().take(chunk.max(1)).collect();
+                    if batch.is_empty() {
+                        return;
+                    }
+                    // The sink stopped (an error): nothing more is wanted.
+                    if loaded_tx.send(load_chunk(batch)).is_err() {
+                        return;
+                    }
+                }
+            })
+            // Spawning fails only when the system is out of threads; loading cannot go on.
+            .expect("spawn the ingest loader thread");
+        let sunk = (|| {
+            for results in &loaded_rx {
+                sink_chunk(results, &mut first_seen, &mut sink)?;
+            }
+            Ok(())
+        })();
+        // Dropping the receiver ends a loader that is still running (after a sink error).
+        drop(loaded_rx);
+        if let Err(panic) = loader.join() {
+            std::panic::resume_unwind(panic);
+        }
+        sunk
+    })
+}
+
+/// Hands one loaded chunk to the sink, in order, quarantining images seen before.
+fn sink_chunk<E>(
+    results: Vec<Result<FrameRecord, Vec<Quarantined>>>,
+    first_seen: &mut HashMap<FrameId, String>,
+    sink: &mut impl FnMut(Result<FrameRecord, Vec<Quarantined>>) -> Result<(), E>,
+) -> Result<(), E> {
+    for result in results {
+        let result = result.and_then(|record| {
+            if let Some(first) = first_seen.get(&record.frame.id) {
+                return Err(vec![Quarantined {
+                    file: record.frame.source_uri.clone(),
+                    line: None,
+                    column: None,
+                    split: record.frame.split.clone(),
+                    kind: QuarantineKind::Duplicate,
+                    reason: format!("same image bytes as {first} (frame {})", record.frame.id),
+                }]);
+            }
+            first_seen.insert(record.frame.id.clone(), record.frame.source_uri.clone());
+            Ok(record)
+        });
+        sink(result)?;
+    }
+    Ok(())
 }

@@ -419,6 +419,68 @@ mod kitti_format {
     }
 }
 
+/// `load_all` loads the next chunk while the sink works on this one (issue 6: ingest used one core
+/// while it wrote).
+mod load_all_pipeline {
+    use super::*;
+
+    fn kitti_frames() -> Option<Vec<roadsynth_formats::PendingFrame>> {
+        let root = shared("datasets/kitti-object")?;
+        Some(kitti::scan(&root, "train").expect("scan").frames)
+    }
+
+    fn names(frames: Vec<roadsynth_formats::PendingFrame>, chunk: usize) -> Vec<String> {
+        let mut names = Vec::new();
+        let sunk: Result<(), ()> = load_all(frames, &LoadOptions::default(), chunk, |r| {
+            names.push(r.expect("the shared frames load").frame.image_name);
+            Ok(())
+        });
+        sunk.expect("the sink never fails");
+        names
+    }
+
+    #[test]
+    fn issue_6_frames_reach_the_sink_in_input_order_for_any_chunk() {
+        let Some(frames) = kitti_frames() else { return };
+        // One frame at a time, no threads: the order to keep.
+        let expected: Vec<String> = frames
+            .iter()
+            .map(|f| {
+                roadsynth_formats::load(f.clone(), &LoadOptions::default())
+                    .expect("the shared frames load")
+                    .frame
+                    .image_name
+            })
+            .collect();
+        assert_eq!(expected.len(), 18);
+        for chunk in [1, 4, 64] {
+            assert_eq!(names(frames.clone(), chunk), expected, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn issue_6_a_sink_error_stops_loading_and_is_returned() {
+        let Some(frames) = kitti_frames() else { return };
+        let mut seen = 0;
+        let sunk = load_all(frames, &LoadOptions::default(), 2, |_| {
+            seen += 1;
+            if seen == 5 { Err("disk full") } else { Ok(()) }
+        });
+        assert_eq!(sunk, Err("disk full"));
+        assert_eq!(seen, 5, "nothing reaches the sink after its error");
+    }
+
+    #[test]
+    fn issue_6_loading_from_every_thread_of_the_rayon_pool_at_once_finishes() {
+        // Each call runs its sink on a worker of the global pool, so all of them are busy: a
+        // loader that needed that pool would wait for ever.
+        let Some(frames) = kitti_frames() else { return };
+        let loaded = rayon::broadcast(|_| names(frames.clone(), 4));
+        assert_eq!(loaded.len(), rayon::current_num_threads());
+        assert!(loaded.iter().all(|names| names.len() == 18));
+    }
+}
+
 mod coco_format {
     use super::*;
 
