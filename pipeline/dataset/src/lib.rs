@@ -22,6 +22,7 @@ mod reader;
 pub mod schema;
 pub mod shard;
 pub mod table;
+mod writeback;
 mod writer;
 
 use std::path::PathBuf;

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::manifest::{FileEntry, Manifest, SplitStats};
 use crate::reader::{Dataset, StoredFrame};
 use crate::schema::{self, BYTE_COLUMNS, FrameRow, QuarantineRow};
+use crate::writeback::Writeback;
 use crate::{CURRENT_FILE, DatasetError, IoContext, MANIFEST_FILE, QUARANTINE_FILE, VERSIONS_DIR};
 
 /// How a [`DatasetWriter`] batches and lays out files.
@@ -63,6 +64,7 @@ pub struct DatasetWriter {
     base: Option<Dataset>,
     splits: BTreeMap<String, SplitWriter>,
     quarantine: Vec<Quarantined>,
+    writeback: Writeback,
     committed: bool,
 }
 
@@ -210,6 +212,7 @@ impl DatasetWriter {
             base,
             splits: BTreeMap::new(),
             quarantine: Vec::new(),
+            writeback: Writeback::default(),
             committed: false,
         })
     }
@@ -300,6 +303,8 @@ impl DatasetWriter {
         split.pending_bytes = 0;
         if part.writer.in_progress_size() >= options.row_group_bytes {
             part.writer.flush().at(&path)?;
+            self.writeback
+                .request(path, part.writer.inner().inner.get_ref());
         }
         if part.writer.bytes_written() as u64 >= options.part_bytes {
             let part = split.part.take().expect("checked above");
@@ -335,6 +340,8 @@ impl DatasetWriter {
             files.extend(split.done);
             splits.insert(name, split.stats);
         }
+        // Every part file is synced now; a background sync that failed must still fail the commit.
+        self.writeback.finish()?;
 
         // Splits this writer touched replace the base's; the others are carried over (hard-linked:
         // versions are immutable, so sharing the bytes is safe).
