@@ -80,7 +80,7 @@ struct SplitWriter {
 /// One Parquet file being written, hashed as it goes.
 struct PartFile {
     rel_path: String,
-    writer: ArrowWriter<HashingWriter<BufWriter<File>>>,
+    writer: ArrowWriter<PartSink>,
     rows: u64,
 }
 
@@ -92,6 +92,11 @@ impl std::fmt::Debug for PartFile {
             .finish_non_exhaustive()
     }
 }
+
+/// Where a part file's bytes go: buffered, then hashed and counted on their way to the file. The
+/// hasher sees the buffer's large writes rather than Parquet's small ones: BLAKE3 hashes 16
+/// chunks of 1 KiB at once, which an 8 KiB write cannot fill.
+type PartSink = BufWriter<HashingWriter<File>>;
 
 /// Hashes and counts every byte on its way to the file, so no second read is needed.
 struct HashingWriter<W> {
@@ -132,49 +137,49 @@ fn writer_properties() -> WriterProperties {
     b.build()
 }
 
-fn open_parquet(
-    path: &Path,
-    schema: SchemaRef,
-) -> Result<ArrowWriter<HashingWriter<BufWriter<File>>>, DatasetError> {
+fn open_parquet(path: &Path, schema: SchemaRef) -> Result<ArrowWriter<PartSink>, DatasetError> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).at(dir)?;
     }
     let file = File::create(path).at(path)?;
-    let sink = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        hasher: blake3::Hasher::new(),
-        bytes: 0,
-    };
+    let sink = BufWriter::with_capacity(
+        1 << 20,
+        HashingWriter {
+            inner: file,
+            hasher: blake3::Hasher::new(),
+            bytes: 0,
+        },
+    );
     ArrowWriter::try_new(sink, schema, Some(writer_properties())).at(path)
 }
 
 /// Closes a Parquet writer, syncs the file and describes it.
 fn finish_parquet(
-    writer: ArrowWriter<HashingWriter<BufWriter<File>>>,
+    writer: ArrowWriter<PartSink>,
     dir: &Path,
     rel_path: String,
     split: Option<String>,
     rows: u64,
 ) -> Result<FileEntry, DatasetError> {
     let path = dir.join(&rel_path);
-    let mut sink = writer.into_inner().at(&path)?;
-    sink.flush().at(&path)?;
-    let file = sink.inner.into_inner().map_err(|e| DatasetError::Io {
+    let sink = writer.into_inner().at(&path)?;
+    // Writes out the buffer's last bytes, through the hasher.
+    let hashed = sink.into_inner().map_err(|e| DatasetError::Io {
         path: path.clone(),
         source: e.into_error(),
     })?;
-    file.sync_all().at(&path)?;
+    hashed.inner.sync_all().at(&path)?;
     Ok(FileEntry {
         path: rel_path,
         split,
         rows,
-        bytes: sink.bytes,
-        blake3: sink.hasher.finalize().to_hex().to_string(),
+        bytes: hashed.bytes,
+        blake3: hashed.hasher.finalize().to_hex().to_string(),
     })
 }
 
 fn write_rows<T: Serialize>(
-    writer: &mut ArrowWriter<HashingWriter<BufWriter<File>>>,
+    writer: &mut ArrowWriter<PartSink>,
     schema: &SchemaRef,
     rows: &[T],
     path: &Path,
@@ -304,7 +309,7 @@ impl DatasetWriter {
         if part.writer.in_progress_size() >= options.row_group_bytes {
             part.writer.flush().at(&path)?;
             self.writeback
-                .request(path, part.writer.inner().inner.get_ref());
+                .request(path, &part.writer.inner().get_ref().inner);
         }
         if part.writer.bytes_written() as u64 >= options.part_bytes {
             let part = split.part.take().expect("checked above");
