@@ -179,6 +179,11 @@ pub fn load_all<E>(
 ) -> Result<(), E> {
     type Loaded = Vec<Result<FrameRecord, Vec<Quarantined>>>;
     let mut first_seen: HashMap<FrameId, String> = HashMap::new();
+    let mut remaining = frames.into_iter();
+    let batches = std::iter::from_fn(move || {
+        let batch: Vec<PendingFrame> = remaining.by_ref().take(chunk.max(1)).collect();
+        (!batch.is_empty()).then_some(batch)
+    });
     let load_chunk = |batch: Vec<PendingFrame>| -> Loaded {
         batch
             .into_par_iter()
@@ -186,16 +191,12 @@ pub fn load_all<E>(
             .collect()
     };
     if rayon::current_thread_index().is_some() {
-        // Called from a rayon worker: waiting on a loader that needs the pool could starve it
-        // (a pool of one would deadlock), so load and sink in turn.
-        let mut remaining = frames.into_iter();
-        loop {
-            let batch: Vec<PendingFrame> = remaining.by_ref().take(chunk.max(1)).collect();
-            if batch.is_empty() {
-                return Ok(());
-            }
+        // Called from a rayon worker, which would wait here for a loader that needs the pool:
+        // were every worker of the pool to do so, nothing would load. Load and sink in turn.
+        for batch in batches {
             sink_chunk(load_chunk(batch), &mut first_seen, &mut sink)?;
         }
+        return Ok(());
     }
     std::thread::scope(|scope| {
         // Capacity 1: one chunk waiting while the sink works through another and the loader
@@ -204,12 +205,7 @@ pub fn load_all<E>(
         let loader = std::thread::Builder::new()
             .name("ingest-loader".into())
             .spawn_scoped(scope, move || {
-                let mut remaining = frames.into_iter();
-                loop {
-                    let batch: Vec<PendingFrame> = remaining.by_ref().take(chunk.max(1)).collect();
-                    if batch.is_empty() {
-                        return;
-                    }
+                for batch in batches {
                     // The sink stopped (an error): nothing more is wanted.
                     if loaded_tx.send(load_chunk(batch)).is_err() {
                         return;
