@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -56,8 +56,9 @@ impl Writeback {
         let Some((tx, _)) = &self.running else { return };
         // A second handle to the same open file: syncing it syncs the file.
         if let Ok(file) = file.try_clone() {
-            // Full: a queued sync covers these bytes. Disconnected cannot happen while `tx` lives.
-            let _: Result<(), TrySendError<_>> = tx.try_send((path, file));
+            // Refused when full (the queued sync covers these bytes) or when the thread is gone
+            // (the final sync does): either way nothing is lost.
+            let _ = tx.try_send((path, file));
         }
     }
 
