@@ -547,7 +547,6 @@ operations:
         }
     }
 
-    /// An observer that keeps the plan rows of every written variant.
     /// Issue 6: the blend mode set for a run is the one its insertions use: `feather` never
     /// keeps Poisson, `poisson` keeps it wherever the object has frame pixels all around it.
     #[test]
