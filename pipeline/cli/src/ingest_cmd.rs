@@ -70,6 +70,11 @@ pub fn run(args: &IngestArgs, video: Option<VideoDecoder<'_>>) -> Result<ExitCod
     if let (InputFormat::Video, None) = (args.format, video) {
         return run_video_helper(args);
     }
+    // YOLO names its splits in data.yaml; the writer checks those as it meets them.
+    if args.format != InputFormat::Yolo {
+        roadsynth_dataset::check_split_name(&args.split)
+            .with_context(|| format!("--split {:?}", args.split))?;
+    }
     let started = Instant::now();
     let mut writer = DatasetWriter::create(
         &args.output,
@@ -143,6 +148,24 @@ pub fn run(args: &IngestArgs, video: Option<VideoDecoder<'_>>) -> Result<ExitCod
     let quarantined: Vec<Quarantined> = writer.quarantined().to_vec();
     for q in &quarantined {
         tracing::warn!("quarantined {q}");
+    }
+    if frames == 0 {
+        // A new version would replace the split with nothing: a broken input file must not cost
+        // the data already there. Dropping the writer removes its staging folder.
+        drop(writer);
+        anyhow::bail!(
+            "nothing ingested from {}: {}; {} is unchanged",
+            args.input.display(),
+            match quarantined.as_slice() {
+                [] => "it has no frames".to_string(),
+                [only] => format!("its only item was quarantined: {only}"),
+                [first, rest @ ..] => format!(
+                    "all {} items were quarantined, the first: {first}",
+                    rest.len() + 1
+                ),
+            },
+            args.output.display()
+        );
     }
     let provenance = serde_json::json!({
         "operation": "ingest",

@@ -202,6 +202,72 @@ fn ingest_with_bad_items_quarantines_them_and_exits_2() {
     assert_eq!(listing.lines().count(), 2, "{listing}");
 }
 
+/// A broken input file used to commit a version whose split was empty: the split's frames were gone
+/// from the current version. Now nothing is committed and the message names the file.
+#[test]
+fn issue_2_an_input_with_nothing_ingestible_leaves_the_dataset_as_it_was() {
+    let Some(kitti) = roadsynth_testkit::shared("datasets/kitti-object") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let ds = work.path().join("ds");
+    ok(&[
+        "ingest",
+        "--format",
+        "kitti",
+        "--input",
+        s(&kitti),
+        "--output",
+        s(&ds),
+    ]);
+    let current = || std::fs::read_to_string(ds.join("CURRENT")).expect("CURRENT");
+    let before = current();
+
+    let truncated = work.path().join("truncated.json");
+    std::fs::write(
+        &truncated,
+        r#"{"images": [{"id": 1, "file_name": "a.png", "wid"#,
+    )
+    .expect("write");
+    let out = roadsynth(&[
+        "ingest",
+        "--format",
+        "coco",
+        "--input",
+        s(&truncated),
+        "--output",
+        s(&ds),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nothing ingested") && stderr.contains("truncated.json"),
+        "{stderr}"
+    );
+    assert_eq!(current(), before, "no new version");
+    assert_eq!(stats(&ds)["frames"], 18);
+
+    // A split name is a folder: one that would leave the dataset is refused before anything is
+    // written.
+    let out = roadsynth(&[
+        "ingest",
+        "--format",
+        "kitti",
+        "--input",
+        s(&kitti),
+        "--output",
+        s(&ds),
+        "--split",
+        "../../escaped",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot be used"), "{stderr}");
+    assert_eq!(current(), before);
+    assert!(!work.path().join("escaped").exists());
+    assert!(!ds.join("versions/escaped").exists());
+}
+
 #[test]
 fn export_coco_and_yolo_from_the_command_line() {
     let Some(camvid) = roadsynth_testkit::shared("datasets/camvid") else {

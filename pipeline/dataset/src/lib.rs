@@ -54,12 +54,29 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+/// Whether `name` can name a split: it becomes a folder (`frames/split=NAME`) and a Hive partition
+/// value, so only a plain, portable file name is accepted (no separators, no `..`, no spaces).
+pub fn check_split_name(name: &str) -> Result<(), DatasetError> {
+    let plain = (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if plain {
+        Ok(())
+    } else {
+        Err(DatasetError::BadSplitName(name.to_owned()))
+    }
+}
+
 /// Name of the pointer file at a dataset root.
 pub const CURRENT_FILE: &str = "CURRENT";
 /// Folder of versions under a dataset root.
 pub const VERSIONS_DIR: &str = "versions";
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const QUARANTINE_FILE: &str = "quarantine.parquet";
+/// Lock file at a dataset root, held while a version is made current (see [`DatasetWriter::commit`]).
+pub const LOCK_FILE: &str = ".lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
@@ -99,8 +116,31 @@ pub enum DatasetError {
     },
     #[error("dataset has no split {0:?}")]
     NoSuchSplit(String),
+    #[error(
+        "split name {0:?} cannot be used: a split is a folder (`frames/split=NAME`), so its name \
+         must be 1 to 64 of A-Z a-z 0-9 . _ - and not start with a dot"
+    )]
+    BadSplitName(String),
+    #[error("{0}")]
+    ChangedMeanwhile(Box<ChangedMeanwhile>),
     #[error("corrupt dataset: {0}")]
     Corrupt(String),
+}
+
+/// A commit that found another writer's version made current since it started (boxed in
+/// [`DatasetError`], which every error of the pipeline carries).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{}: another process committed version {} while this one was written (it started from {}); \
+     nothing of this version was kept: run it again",
+    .root.display(),
+    .found.as_deref().unwrap_or("none"),
+    .started_from.as_deref().unwrap_or("no version")
+)]
+pub struct ChangedMeanwhile {
+    pub root: PathBuf,
+    pub started_from: Option<String>,
+    pub found: Option<String>,
 }
 
 pub(crate) trait IoContext<T> {

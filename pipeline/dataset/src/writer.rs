@@ -16,7 +16,9 @@ use crate::manifest::{FileEntry, Manifest, SplitStats};
 use crate::reader::{Dataset, StoredFrame};
 use crate::schema::{self, BYTE_COLUMNS, FrameRow, QuarantineRow};
 use crate::writeback::Writeback;
-use crate::{CURRENT_FILE, DatasetError, IoContext, MANIFEST_FILE, QUARANTINE_FILE, VERSIONS_DIR};
+use crate::{
+    CURRENT_FILE, DatasetError, IoContext, LOCK_FILE, MANIFEST_FILE, QUARANTINE_FILE, VERSIONS_DIR,
+};
 
 /// How a [`DatasetWriter`] batches and lays out files.
 #[derive(Debug, Clone)]
@@ -62,6 +64,9 @@ pub struct DatasetWriter {
     staging: PathBuf,
     options: WriteOptions,
     base: Option<Dataset>,
+    /// The version `CURRENT` named when this writer started: a commit that finds another has
+    /// lost a concurrent writer's version, so it fails instead.
+    current_at_start: Option<String>,
     splits: BTreeMap<String, SplitWriter>,
     quarantine: Vec<Quarantined>,
     writeback: Writeback,
@@ -195,6 +200,7 @@ impl DatasetWriter {
     pub fn create(root: &Path, options: WriteOptions) -> Result<Self, DatasetError> {
         let versions = root.join(VERSIONS_DIR);
         fs::create_dir_all(&versions).at(&versions)?;
+        let current_at_start = current_version(root)?;
         let base = if options.carry_other_splits && root.join(CURRENT_FILE).exists() {
             Some(Dataset::open(root)?)
         } else {
@@ -215,6 +221,7 @@ impl DatasetWriter {
             staging,
             options,
             base,
+            current_at_start,
             splits: BTreeMap::new(),
             quarantine: Vec::new(),
             writeback: Writeback::default(),
@@ -241,6 +248,10 @@ impl DatasetWriter {
     // Counts and batches from the row alone, so that a record and its stored row are written alike.
     fn push(&mut self, row: FrameRow) -> Result<(), DatasetError> {
         let name = row.split.clone();
+        if !self.splits.contains_key(&name) {
+            // The name becomes a folder: checked before anything is made of it.
+            crate::check_split_name(&name)?;
+        }
         let split = self
             .splits
             .entry(name.clone())
@@ -408,6 +419,22 @@ impl DatasetWriter {
             content.update(f.blake3.as_bytes());
         }
         let versions = self.root.join(VERSIONS_DIR);
+        // From choosing the number to replacing `CURRENT`, one writer at a time; and only if no
+        // other committed since this one started, else that version would silently lose its
+        // splits (this one carried over the older ones).
+        let lock_path = self.root.join(LOCK_FILE);
+        let lock = File::create(&lock_path).at(&lock_path)?;
+        lock.lock().at(&lock_path)?;
+        let found = current_version(&self.root)?;
+        if found != self.current_at_start {
+            return Err(DatasetError::ChangedMeanwhile(Box::new(
+                crate::ChangedMeanwhile {
+                    root: self.root.clone(),
+                    started_from: self.current_at_start.clone(),
+                    found,
+                },
+            )));
+        }
         let number = next_version_number(&versions)?;
         let version = format!("v{number:04}-{}", &content.finalize().to_hex()[..8]);
 
@@ -445,6 +472,7 @@ impl DatasetWriter {
         let current = self.root.join(CURRENT_FILE);
         fs::rename(&current_tmp, &current).at(&current)?;
         sync_dir(&self.root)?;
+        drop(lock);
         tracing::info!(version = %version, root = %self.root.display(), "dataset version committed");
         Ok(manifest)
     }
@@ -470,6 +498,16 @@ fn created_now() -> String {
         .unwrap_or_else(time::OffsetDateTime::now_utc)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// The version `CURRENT` names at `root`, if there is one.
+fn current_version(root: &Path) -> Result<Option<String>, DatasetError> {
+    let path = root.join(CURRENT_FILE);
+    match fs::read_to_string(&path) {
+        Ok(name) => Ok(Some(name.trim().to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(DatasetError::Io { path, source: e }),
+    }
 }
 
 fn next_version_number(versions: &Path) -> Result<u32, DatasetError> {

@@ -293,6 +293,75 @@ fn an_uncommitted_version_is_never_visible() {
     );
 }
 
+/// Two writers started from the same version: the first to commit wins; the second, which would
+/// have made a current version without the first one's split, fails and keeps nothing.
+#[test]
+fn issue_2_a_writer_that_lost_a_race_fails_instead_of_dropping_the_winners_split() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), &[("train", 2)], WriteOptions::default());
+    let mut a = DatasetWriter::create(dir.path(), WriteOptions::default()).expect("a");
+    let mut b = DatasetWriter::create(dir.path(), WriteOptions::default()).expect("b");
+    a.write(&record("val", 0)).expect("a writes");
+    b.write(&record("test", 0)).expect("b writes");
+    let won = a.commit(serde_json::json!({})).expect("a commits");
+    let err = b
+        .commit(serde_json::json!({}))
+        .expect_err("b lost the race");
+    let message = err.to_string();
+    assert!(
+        matches!(
+            err,
+            roadsynth_dataset::DatasetError::ChangedMeanwhile { .. }
+        ) && message.contains(&won.version)
+            && message.contains("run it again"),
+        "{message}"
+    );
+    let current = Dataset::open(dir.path()).expect("open");
+    assert_eq!(current.manifest().version, won.version);
+    assert_eq!(current.manifest().split_names(), ["train", "val"]);
+    let versions = std::fs::read_dir(dir.path().join("versions"))
+        .expect("versions")
+        .count();
+    assert_eq!(versions, 2, "the loser's staging folder is gone");
+    // Started after the win, a writer commits as usual.
+    write(dir.path(), &[("test", 1)], WriteOptions::default());
+    assert_eq!(
+        Dataset::open(dir.path())
+            .expect("open")
+            .manifest()
+            .split_names(),
+        ["train", "val", "test"]
+    );
+}
+
+/// Split names become folders (`frames/split=NAME`): one that is not a plain name never gets one.
+#[test]
+fn issue_2_a_split_name_that_is_not_a_plain_folder_name_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for bad in [
+        "",
+        ".",
+        "..",
+        "../out",
+        "a/b",
+        "my split",
+        ".hidden",
+        &"x".repeat(65),
+    ] {
+        let mut w = DatasetWriter::create(dir.path(), WriteOptions::default()).expect("create");
+        let err = w.write(&record(bad, 0)).expect_err(bad);
+        assert!(
+            matches!(&err, roadsynth_dataset::DatasetError::BadSplitName(name) if name == bad),
+            "{bad:?}: {err}"
+        );
+    }
+    for good in ["train", "val-fog", "test_2026.1"] {
+        roadsynth_dataset::check_split_name(good).expect(good);
+    }
+    assert!(!dir.path().join("out").exists());
+    assert!(!dir.path().join("CURRENT").exists(), "nothing committed");
+}
+
 #[test]
 fn not_a_dataset_names_the_path() {
     let dir = tempfile::tempdir().expect("tempdir");
