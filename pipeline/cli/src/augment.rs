@@ -52,7 +52,8 @@ pub struct AugmentArgs {
     /// Drivable-area model for frames without semantic labels (ONNX).
     #[arg(long)]
     pub drivable_model: Option<PathBuf>,
-    /// Augment only the first frames of the scenario's splits (quick looks, CI).
+    /// Augment only the first N frames of each of the scenario's splits and write only those of
+    /// them (quick looks, CI); the dataset's other splits are copied whole.
     #[arg(long)]
     pub max_frames: Option<usize>,
     /// Leave the real frames out of the output (only generated variants).

@@ -268,6 +268,48 @@ fn issue_2_an_input_with_nothing_ingestible_leaves_the_dataset_as_it_was() {
     assert!(!ds.join("versions/escaped").exists());
 }
 
+/// A scenario whose splits the dataset does not have used to run to completion, augmenting
+/// nothing, and exit 0; `plan` likewise planned nothing. Both now fail and list the splits there are.
+#[test]
+fn issue_6_a_scenario_on_splits_the_dataset_lacks_is_an_error_naming_them() {
+    let Some(kitti) = roadsynth_testkit::shared("datasets/kitti-object") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let ds = work.path().join("ds");
+    ok(&[
+        "ingest",
+        "--format",
+        "kitti",
+        "--input",
+        s(&kitti),
+        "--output",
+        s(&ds),
+    ]);
+    let scenario = work.path().join("typo.yaml");
+    std::fs::write(
+        &scenario,
+        "seed: 1\nsplits: [trian]\noperations:\n  - weather:\n      fog: {visibility_m: 200}\n",
+    )
+    .expect("write");
+    let out = roadsynth(&[
+        "augment",
+        "--scenario",
+        s(&scenario),
+        "--dataset",
+        s(&ds),
+        "--output",
+        s(&work.path().join("out")),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(r#"["trian"]"#) && stderr.contains(r#"["train"]"#),
+        "names what it wanted and what there is: {stderr}"
+    );
+    assert!(!work.path().join("out").join("CURRENT").exists());
+}
+
 #[test]
 fn export_coco_and_yolo_from_the_command_line() {
     let Some(camvid) = roadsynth_testkit::shared("datasets/camvid") else {

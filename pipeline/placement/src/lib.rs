@@ -24,7 +24,7 @@ use roadsynth_types::{Annotation, BBox};
 pub use plan_table::PlanRow;
 pub use stage::{
     FramePlanRows, PlanError, PlanOptions, PlanSummary, ScenarioPlanner, cache_model_masks,
-    dataset_geometry, plan_dataset,
+    dataset_geometry, plan_dataset, scenario_splits,
 };
 pub use stats::{ClassStats, ClassStatsBuilder, class_stats_from_annotations};
 

@@ -60,6 +60,44 @@ pub enum PlanError {
     },
     #[error("scenario {0:?} has no insert_objects operation to plan")]
     NothingToPlan(String),
+    #[error(
+        "dataset {}: scenario {scenario:?} works on splits {wanted:?}, none of which it has (it has {present:?})",
+        .dataset.display()
+    )]
+    NoScenarioSplit {
+        dataset: std::path::PathBuf,
+        scenario: String,
+        wanted: Vec<String>,
+        present: Vec<String>,
+    },
+}
+
+/// The scenario's splits that `dataset` has. None at all is an error (a misspelt split, or the
+/// wrong dataset), which would otherwise run to completion having done nothing; a missing one
+/// among others is only warned about, so one scenario can serve datasets with fewer splits.
+pub fn scenario_splits(dataset: &Dataset, scenario: &Scenario) -> Result<Vec<String>, PlanError> {
+    let present = dataset.manifest().split_names();
+    let (found, missing): (Vec<String>, Vec<String>) = scenario
+        .splits
+        .iter()
+        .cloned()
+        .partition(|s| present.contains(s));
+    if found.is_empty() {
+        return Err(PlanError::NoScenarioSplit {
+            dataset: dataset.version_dir().to_path_buf(),
+            scenario: scenario.name.clone(),
+            wanted: scenario.splits.clone(),
+            present,
+        });
+    }
+    for split in missing {
+        tracing::warn!(
+            "dataset {} has no split {split:?} of scenario {:?} (it has {present:?})",
+            dataset.version_dir().display(),
+            scenario.name
+        );
+    }
+    Ok(found)
 }
 
 /// A frame's plan rows, objects not placed, whether its masks were cached, its geometry source.
@@ -162,6 +200,7 @@ pub fn plan_dataset(
         return Err(PlanError::NothingToPlan(scenario.name.clone()));
     }
     let dataset = Dataset::open(dataset_root)?;
+    scenario_splits(&dataset, scenario)?;
     let (geometry, stats) = dataset_geometry(&dataset, &scenario.splits, &options.fit)?;
     plan_with_geometry(
         dataset_root,

@@ -28,7 +28,7 @@ use roadsynth_geometry::{
 };
 use roadsynth_placement::{
     FramePlanRows, PlanOptions, PlanRow, ScenarioPlanner, cache_model_masks, dataset_geometry,
-    variant_seed,
+    scenario_splits, variant_seed,
 };
 use roadsynth_scenario::settings::{Operation, Scenario, Weather};
 use roadsynth_types::{
@@ -64,7 +64,8 @@ pub struct AugmentConfig {
     pub vehicle_model: Option<PathBuf>,
     /// Drivable-area model for frames without semantic labels.
     pub drivable_model: Option<PathBuf>,
-    /// Augment only the first frames of the scenario's splits.
+    /// Augment only the first N frames of each of the scenario's splits, and write only those of
+    /// them (a quick, small output); other splits are copied whole.
     pub max_frames: Option<usize>,
     /// Leave the real frames out of the output.
     pub generated_only: bool,
@@ -273,6 +274,7 @@ pub fn augment(args: &AugmentConfig, scenario: &Scenario) -> Result<AugmentSumma
         path: args.dataset.clone(),
         source: Box::new(source),
     })?;
+    scenario_splits(&dataset, scenario)?;
     let plan_options = PlanOptions {
         max_frames: args.max_frames,
         ..PlanOptions::default()

@@ -148,6 +148,12 @@ fn augment(
         s.version,
         started.elapsed().as_secs_f64()
     );
+    if let Some(n) = args.max_frames {
+        println!(
+            "--max-frames {n}: of the splits {:?}, only the first {n} frames each were augmented and written",
+            scenario.splits
+        );
+    }
     Ok(if s.quarantined > 0 {
         ExitCode::from(ingest_cmd::EXIT_QUARANTINED)
     } else {
