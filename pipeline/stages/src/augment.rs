@@ -899,6 +899,9 @@ fn apply_weather(
     let drivable = PixelMask::new(w, h, masks.drivable.bits.clone()).map_err(e)?;
     let roadside = PixelMask::new(w, h, masks.roadside.bits.clone()).map_err(e)?;
     // The real frame's labels, decoded once per frame (edits before the weather keep the size).
+    // Without them, a drivable-area model's ground still says where upright scenery stands;
+    // with neither, the scenery is assumed at a backdrop distance. Either way the sky is then
+    // estimated from the image, else everything above the horizon would be infinitely far.
     if let Some(labels) = labels.filter(|l| l.dimensions() == (w, h)) {
         let ground_mask = drivable.union(&roadside).map_err(e)?;
         depth.with_vertical_structures(ground_mask).map_err(e)?;
@@ -906,6 +909,14 @@ fn apply_weather(
             let sky = PixelMask::from_labels(w, h, labels.as_raw(), &classes.sky).map_err(e)?;
             depth.with_sky(sky).map_err(e)?;
         }
+    } else {
+        if matches!(masks.source, MaskSource::Model { .. }) {
+            let ground_mask = drivable.union(&roadside).map_err(e)?;
+            depth.with_vertical_structures(ground_mask).map_err(e)?;
+        } else {
+            depth.with_backdrop(roadsynth_weather::ASSUMED_BACKDROP_M);
+        }
+        depth.with_sky_from_image(image).map_err(e)?;
     }
     let boxes: Vec<BBox> = annotations.iter().map(|a| a.bbox).collect();
     depth.with_boxes_on_ground(&boxes);

@@ -735,6 +735,76 @@ operations:
             "{:?}",
             seen.iter().map(|r| &r.mask_source).collect::<Vec<_>>()
         );
+        // The model's ground also tells the fog where upright scenery stands (issue 5: without
+        // labels, everything above the horizon was infinitely far, white in fog).
+        let depths = fog_depths(&work.path().join("out"));
+        assert!(!depths.is_empty());
+        for d in depths {
+            assert_eq!(
+                (&d["vertical_structures"], &d["sky"], &d["backdrop_m"]),
+                (&true.into(), &"image".into(), &serde_json::Value::Null),
+                "{d}"
+            );
+        }
+    }
+
+    /// The depth provenance of every fog step of the generated frames in `dir`.
+    fn fog_depths(dir: &Path) -> Vec<serde_json::Value> {
+        records(dir)
+            .iter()
+            .flat_map(|r| &r.frame.provenance.steps)
+            .filter(|s| s.operation == "weather.fog")
+            .map(|s| s.params["depth"].clone())
+            .collect()
+    }
+
+    /// Issue 5: on frames with neither semantic labels nor a drivable-area model (KITTI here),
+    /// the sky is estimated from the image and the scenery assumed at the backdrop distance.
+    #[test]
+    fn issue_5_fog_without_labels_or_model_estimates_the_sky_and_assumes_a_backdrop() {
+        let Some(kitti) = roadsynth_testkit::shared("datasets/kitti-object") else {
+            return;
+        };
+        let work = tempfile::tempdir().expect("tempdir");
+        let ds = work.path().join("kitti");
+        let scan = roadsynth_formats::kitti::scan(&kitti, "train").expect("scan");
+        let mut writer = DatasetWriter::create(&ds, WriteOptions::default()).expect("create");
+        load_all(scan.frames, &LoadOptions::default(), 16, |r| match r {
+            Ok(record) => writer.write(&record),
+            Err(problems) => panic!("quarantined: {problems:?}"),
+        })
+        .expect("write");
+        writer.commit(serde_json::json!({})).expect("commit");
+        let scenario = roadsynth_scenario::parse(
+            Path::new("fog.yaml"),
+            "seed: 2\nsplits: [train]\noperations:\n  - weather:\n      fog: {visibility_m: 300}\n",
+        )
+        .expect("parse");
+        let summary = augment(
+            &AugmentConfig {
+                dataset: ds,
+                output: work.path().join("out"),
+                max_frames: Some(2),
+                generated_only: true,
+                ..AugmentConfig::default()
+            },
+            &scenario,
+        )
+        .expect("augment");
+        assert_eq!(summary.variants_written, 2, "{summary:?}");
+        let depths = fog_depths(&work.path().join("out"));
+        assert_eq!(depths.len(), 2);
+        for d in depths {
+            assert_eq!(
+                (&d["vertical_structures"], &d["sky"], &d["backdrop_m"]),
+                (
+                    &false.into(),
+                    &"image".into(),
+                    &f64::from(roadsynth_weather::ASSUMED_BACKDROP_M).into()
+                ),
+                "{d}"
+            );
+        }
     }
 
     /// A frame whose semantic-label image cannot be read is quarantined with the reason, naming

@@ -2,6 +2,7 @@
 
 use std::sync::OnceLock;
 
+use image::RgbImage;
 use roadsynth_types::{BBox, Camera};
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,11 @@ use crate::WeatherError;
 pub const NOMINAL_FOCAL_PER_WIDTH: f64 = 0.7;
 /// Camera height above the road assumed when a frame has no calibration, metres.
 pub const NOMINAL_CAMERA_HEIGHT_M: f64 = 1.5;
+
+/// How far the scenery is assumed to stand when nothing says (no semantic labels, no
+/// drivable-area model): a street's buildings and trees. Every depth is capped at it, sky aside;
+/// without it everything above the horizon would be infinitely far, as white as the sky in fog.
+pub const ASSUMED_BACKDROP_M: f32 = 50.0;
 
 /// Where a depth map came from, recorded in provenance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,8 +148,12 @@ pub struct DepthMap {
     pub boxes_painted: u32,
     /// Whether a sky mask (semantic labels) set sky to infinity.
     pub sky_masked: bool,
+    /// Whether that sky was estimated from the image ([`crate::estimate_sky`]) rather than labelled.
+    pub sky_from_image: bool,
     /// Whether non-ground pixels took the depth of the ground they stand on.
     pub vertical_structures: bool,
+    /// The assumed distance of the scenery, when depths were capped at it ([`ASSUMED_BACKDROP_M`]).
+    pub backdrop_m: Option<f32>,
 }
 
 #[derive(Debug, Clone)]
@@ -200,7 +210,9 @@ impl PartialEq for DepthMap {
             && self.source == other.source
             && self.boxes_painted == other.boxes_painted
             && self.sky_masked == other.sky_masked
+            && self.sky_from_image == other.sky_from_image
             && self.vertical_structures == other.vertical_structures
+            && self.backdrop_m == other.backdrop_m
             && self.metres() == other.metres()
     }
 }
@@ -216,7 +228,9 @@ impl DepthMap {
             source,
             boxes_painted: 0,
             sky_masked: false,
+            sky_from_image: false,
             vertical_structures: false,
+            backdrop_m: None,
         }
     }
 
@@ -370,6 +384,27 @@ impl DepthMap {
         self.refine(Refinement::Sky(sky));
         self.sky_masked = true;
         Ok(self)
+    }
+
+    /// Sets the sky estimated from `image` ([`crate::estimate_sky`], above the ground plane's
+    /// horizon, or the upper half without one) to infinity: for frames without labelled sky.
+    pub fn with_sky_from_image(&mut self, image: &RgbImage) -> Result<&mut Self, WeatherError> {
+        let horizon = self
+            .ground_plane()
+            .map_or(f64::from(self.height) / 2.0, |(v0, _)| v0);
+        self.with_sky(crate::estimate_sky(image, horizon))?;
+        self.sky_from_image = true;
+        Ok(self)
+    }
+
+    /// Caps every depth at `metres`, the assumed distance of the scenery when nothing says how far
+    /// it is ([`ASSUMED_BACKDROP_M`]); recorded in provenance. Sky set afterwards stays infinite.
+    pub fn with_backdrop(&mut self, metres: f32) -> &mut Self {
+        if metres > 0.0 {
+            self.refine(Refinement::Cap(metres));
+            self.backdrop_m = Some(metres);
+        }
+        self
     }
 
     /// The "vertical world" model: pixels outside `ground` (buildings, poles, trees, verges)
@@ -555,7 +590,9 @@ impl DepthMap {
             "ground_plane": self.ground_plane().map(|(v0, k)| serde_json::json!({"horizon_row": v0, "k": k})),
             "boxes_painted": self.boxes_painted,
             "sky_masked": self.sky_masked,
+            "sky": if self.sky_from_image { "image" } else if self.sky_masked { "labels" } else { "none" },
             "vertical_structures": self.vertical_structures,
+            "backdrop_m": self.backdrop_m,
         })
     }
 

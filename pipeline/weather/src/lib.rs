@@ -38,6 +38,7 @@ mod noise;
 mod particles;
 mod rain;
 mod scenario;
+mod sky;
 mod snow;
 
 use image::RgbImage;
@@ -49,14 +50,15 @@ pub use atmosphere::{
 };
 pub use color::{LinearRgb, decode_lut, encode_lut, linear_to_srgb, luminance, srgb_to_linear};
 pub use depth::{
-    DepthMap, DepthSource, Intrinsics, NOMINAL_CAMERA_HEIGHT_M, NOMINAL_FOCAL_PER_WIDTH, PixelMask,
-    box_pixel_range,
+    ASSUMED_BACKDROP_M, DepthMap, DepthSource, Intrinsics, NOMINAL_CAMERA_HEIGHT_M,
+    NOMINAL_FOCAL_PER_WIDTH, PixelMask, box_pixel_range,
 };
 pub use error::WeatherError;
 pub use filter::{box_mean, gaussian_blur, guided_filter};
 pub use fog::Fog;
 pub use night::{Night, NightTint};
 pub use rain::{Rain, atlas_fall_speed_m_s, marshall_palmer_per_m3, rain_extinction_per_m};
+pub use sky::{SKY_MAX_GRADIENT, SKY_MIN_GREY, estimate_sky};
 pub use snow::{Snow, snow_extinction_per_m};
 
 /// What an effect knows about the frame besides its pixels.
