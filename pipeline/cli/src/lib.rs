@@ -49,6 +49,27 @@ pub fn name_rayon_threads() {
         .build_global();
 }
 
+/// A closed standard output (`roadsynth dataset quarantine DIR | head`) ends the process quietly
+/// with status 0, as `grep` or `rg` would, instead of a panic: Rust ignores `SIGPIPE`, so
+/// `println!` panics on `EPIPE` (its message is the only trace of the cause a hook can see).
+pub fn exit_quietly_when_stdout_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout")
+            && message.to_ascii_lowercase().contains("broken pipe")
+        {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 /// Logs to stderr at `level` (tracing's filter syntax); `RUST_LOG` overrides it.
 pub fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

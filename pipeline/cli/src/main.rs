@@ -109,6 +109,7 @@ fn orchestrator_command(command: &OrchestratorCommand) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    roadsynth_cli::exit_quietly_when_stdout_closes();
     let cli = Cli::parse();
     roadsynth_cli::init_logging(&cli.log);
     roadsynth_cli::name_rayon_threads();

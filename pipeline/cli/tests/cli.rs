@@ -310,6 +310,25 @@ fn issue_6_a_scenario_on_splits_the_dataset_lacks_is_an_error_naming_them() {
     assert!(!work.path().join("out").join("CURRENT").exists());
 }
 
+/// A reader that stops early (`| head`) used to make the command panic with "failed printing to
+/// stdout: Broken pipe"; it now ends quietly.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roadsynth"))
+        .args(["scenario", "schema"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Closed at once, before the command has started up and written: its write fails (EPIPE).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
 #[test]
 fn export_coco_and_yolo_from_the_command_line() {
     let Some(camvid) = roadsynth_testkit::shared("datasets/camvid") else {

@@ -189,6 +189,7 @@ fn sharded(mut config: AugmentConfig, args: &augment::AugmentArgs) -> AugmentCon
 }
 
 fn main() -> ExitCode {
+    roadsynth_cli::exit_quietly_when_stdout_closes();
     let cli = Cli::parse();
     roadsynth_cli::init_logging(&cli.log);
     roadsynth_cli::name_rayon_threads();
