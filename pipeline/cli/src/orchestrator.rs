@@ -485,6 +485,7 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
         }
     }
     let mut augment = Vec::new();
+    let (mut scenarios_checked, mut scenario_errors) = (Vec::new(), Vec::new());
     for (i, a) in wire.augment.iter().enumerate() {
         let at = |field: &str| format!("augment[{i}].{field}");
         check.check(
@@ -506,6 +507,16 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
                 None => "`scenario` is needed".into(),
             },
         );
+        // The scenario's own errors too, at their place in its file: a run would stop on them
+        // after its earlier stages had run.
+        if let Some(file) = scenario.as_ref().filter(|p| p.is_file())
+            && !scenarios_checked.contains(file)
+        {
+            scenarios_checked.push(file.clone());
+            if let Err(e) = roadsynth_scenario::load(file) {
+                scenario_errors.extend(e.0);
+            }
+        }
         if let Some(bank) = &a.assets {
             check.check(
                 assets.iter().any(|b| &b.name == bank),
@@ -687,8 +698,17 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
     if let Err(semantic) = check.finish() {
         errors.extend(semantic.0);
     }
+    errors.extend(scenario_errors);
     if !errors.is_empty() {
-        errors.sort_by_key(|e| (e.line, e.column));
+        // This file's errors first, then each scenario's, each in file order.
+        errors.sort_by(|a, b| {
+            (a.file != path, &a.file, a.line, a.column).cmp(&(
+                b.file != path,
+                &b.file,
+                b.line,
+                b.column,
+            ))
+        });
         return Err(ConfigErrors(errors));
     }
     let datasets_root = base.join(wire.outputs.datasets.as_deref().unwrap_or("datasets"));

@@ -940,6 +940,42 @@ fn orchestrator_errors_are_reported_at_their_place() {
     assert!(err.contains("o.yaml:5:10: 50 retries"), "{err}");
 }
 
+/// `orchestrator validate` used to say `ok` of a file whose scenario had errors; `run` then stopped
+/// on them after ingest had run. The scenario's errors now come with the file's, at their place.
+#[test]
+fn issue_6_orchestrator_validate_reports_its_scenarios_errors_too() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let file = work.path().join("o.yaml");
+    std::fs::write(
+        work.path().join("bad.yaml"),
+        "seed: 1\nsplits: [train]\noperations:\n  - weather:\n      fogg: {visibility_m: 200}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        &file,
+        "sources:\n  - {dataset: x, format: kitti, input: .}\naugment:\n  - {name: a, dataset: x, scenario: bad.yaml}\n  - {name: b, dataset: x, scenario: bad.yaml}\n  - {name: c, dataset: y, scenario: bad.yaml}\n",
+    )
+    .expect("write");
+    let out = roadsynth(&["orchestrator", "validate", s(&file)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml:5:7:") && err.contains("fogg"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("bad.yaml:5:7:").count(),
+        1,
+        "once per file: {err}"
+    );
+    // The orchestrator file's own errors first.
+    let own = err.find("o.yaml:6:").expect("dataset y is unknown");
+    assert!(
+        own < err.find("bad.yaml:5:7:").expect("scenario error"),
+        "{err}"
+    );
+}
+
 /// An augmentation's `blend` is one of the exemplar renderer's modes, and only for that renderer.
 #[test]
 fn orchestrator_blend_is_checked_at_its_place() {
