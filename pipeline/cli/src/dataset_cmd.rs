@@ -23,8 +23,8 @@ pub enum DatasetCommand {
         format: ExportFormat,
         #[arg(long)]
         output: PathBuf,
-        /// Export only this split (repeatable; default: every split). Ids are then numbered
-        /// over the exported splits only.
+        /// Export only this split (repeatable; default: every split). Image ids stay those of the
+        /// whole version's export, so predictions on a split's export score against the dataset.
         #[arg(long = "split")]
         splits: Vec<String>,
     },

@@ -62,6 +62,20 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     };
     let report = roadsynth_eval::evaluate(&gt, &detections, &options)
         .with_context(|| format!("evaluating {}", args.predictions.display()))?;
+    let d = &report.detections;
+    // Ids follow `dataset export --format coco` of this very version: predictions made on an
+    // export of another version (adding a split before this one renumbers it) fall elsewhere,
+    // and would score 0 without a word.
+    if d.evaluated == 0 && d.other_images > 0 {
+        anyhow::bail!(
+            "nothing to score: none of the {} predictions in {} is on an image of {} (split {}); \
+             image ids are those of `roadsynth dataset export --format coco` of its current version",
+            d.other_images + d.unevaluated_class,
+            args.predictions.display(),
+            args.dataset.display(),
+            args.split.as_deref().unwrap_or("all")
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1353,6 +1353,36 @@ fn eval_scores_a_coco_results_file_with_intervals() {
     }
     assert!(overall["intervals"]["ap"].is_object(), "{overall}");
     assert_eq!(overall["per_class"].as_array().map(Vec::len), Some(3));
+
+    // Adding train before val renumbers val (ids follow the export of the current version):
+    // the old predictions now fall on train images. They used to score AP 0 with status 0; now
+    // nothing is scored and the message says why.
+    ok(&[
+        "ingest",
+        "--format",
+        "coco",
+        "--input",
+        s(&camvid.join("annotations_train.json")),
+        "--output",
+        s(&ds),
+        "--split",
+        "train",
+    ]);
+    let out = roadsynth(&[
+        "eval",
+        "--dataset",
+        s(&ds),
+        "--split",
+        "val",
+        "--predictions",
+        s(&preds),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nothing to score") && stderr.contains("preds.json"),
+        "{stderr}"
+    );
 }
 
 /// A one-source orchestrator file writing into `work`, with an optional schedule section.
