@@ -77,6 +77,9 @@ pub fn ingest_video<E: From<VideoError>>(
         return Ok(VideoSummary::default());
     }
     let fps = capture.get(videoio::CAP_PROP_FPS).map_err(cv)?;
+    // What the container's header says; a clip cut short decodes its first frames and then
+    // simply ends, with nothing but FFmpeg's log to say so.
+    let announced = capture.get(videoio::CAP_PROP_FRAME_COUNT).map_err(cv)?;
     let stem = path
         .file_stem()
         .map_or_else(|| "video".into(), |s| s.to_string_lossy().into_owned());
@@ -146,6 +149,17 @@ pub fn ingest_video<E: From<VideoError>>(
         };
         summary.kept += 1;
         sink(Ok(record))?;
+    }
+    if announced.is_finite() && announced > 0.0 {
+        // Counts from a header can be estimates (duration times rate): a few frames of slack.
+        let announced = announced.round() as u64;
+        if summary.decoded + (announced / 50).max(2) < announced {
+            sink(Err(quarantine(format!(
+                "the clip ends after {} of the {announced} frames its header announces \
+                 (truncated or corrupt); the frames before were kept",
+                summary.decoded
+            ))))?;
+        }
     }
     Ok(summary)
 }

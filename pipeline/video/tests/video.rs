@@ -87,3 +87,42 @@ fn unreadable_video_is_quarantined_naming_the_file() {
     let q = items.pop().expect("one item").expect_err("quarantined");
     assert!(q.file.ends_with("broken.mp4"), "{q}");
 }
+
+/// A clip cut short used to be ingested as if it were whole: its first frames kept, nothing
+/// quarantined, status 0. The frames it has are still kept; the shortfall is quarantined.
+#[test]
+fn issue_2_a_truncated_clip_keeps_its_frames_and_quarantines_the_rest() {
+    let Some(clip) =
+        roadsynth_testkit::shared("datasets/dashcam/udacity_vehicle_detection/test_video.mp4")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cut.mp4");
+    let bytes = std::fs::read(&clip).expect("read");
+    std::fs::write(&path, &bytes[..bytes.len() * 3 / 8]).expect("write");
+    let (mut kept, mut quarantined) = (0, Vec::new());
+    let summary = ingest_video::<roadsynth_video::VideoError>(
+        &path,
+        &VideoOptions {
+            split: "train".into(),
+            every: 1,
+        },
+        |item| {
+            match item {
+                Ok(_) => kept += 1,
+                Err(q) => quarantined.push(q),
+            }
+            Ok(())
+        },
+    )
+    .expect("ingest");
+    assert!(kept > 0 && kept < 38, "{summary:?}");
+    let [q] = quarantined.as_slice() else {
+        panic!("one item quarantined: {quarantined:?}");
+    };
+    assert!(
+        q.file.ends_with("cut.mp4") && q.reason.contains("of the 38 frames"),
+        "{q}"
+    );
+}
