@@ -113,6 +113,12 @@ pub fn load(pending: PendingFrame, opts: &LoadOptions) -> Result<FrameRecord, Ve
     let (Some(image), Some((image_format, width, height)), true) =
         (image, probed, problems.is_empty())
     else {
+        // A problem with one box costs the whole frame: each says which frame went.
+        for p in &mut problems {
+            if !p.reason.contains(&pending.image_name) {
+                p.reason = format!("{}; frame {} left out", p.reason, pending.image_name);
+            }
+        }
         return Err(problems);
     };
     let frame = Frame {

@@ -697,8 +697,11 @@ mod coco_format {
         };
         let loaded = load_coco(&fx.json, None);
         let problem = loaded.only_problem(QuarantineKind::BoxOutsideImage, &fx.json, None);
+        // The box as written and the frame it cost (a fresh-user review found neither).
         assert!(
-            problem.reason.starts_with("annotation id 10 (car)"),
+            problem.reason.starts_with("annotation id 10 (car)")
+                && problem.reason.contains("[400, 20, 700, 60] (x0 y0 x1 y1)")
+                && problem.reason.ends_with("; frame images/a.jpg left out"),
             "{problem}"
         );
         assert_eq!(loaded.image_names(), ["images/b.jpg"]);

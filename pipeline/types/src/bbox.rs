@@ -19,12 +19,23 @@ pub struct BBox {
 /// Why a box is not acceptable for an image.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BoxError {
-    #[error("box has a non-finite coordinate ({0:?})")]
+    #[error("box has a non-finite coordinate ({0})")]
     NonFinite(BBox),
     #[error("box is inverted or empty: x0 {x0} >= x1 {x1} or y0 {y0} >= y1 {y1}", x0 = .0.x0, x1 = .0.x1, y0 = .0.y0, y1 = .0.y1)]
     Inverted(BBox),
-    #[error("box {box_:?} lies outside the {width}x{height} image")]
+    #[error("box {box_} lies outside the {width}x{height} image")]
     OutsideImage { box_: BBox, width: u32, height: u32 },
+}
+
+/// `x0 y0 x1 y1` as the user wrote them (the convention above): `[-50, 10, 120, 80]`.
+impl std::fmt::Display for BBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "[{}, {}, {}, {}] (x0 y0 x1 y1)",
+            self.x0, self.y0, self.x1, self.y1
+        )
+    }
 }
 
 impl BBox {
