@@ -24,7 +24,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use anyhow::{Context, Result};
-use roadsynth_dataset::{Dataset, STAGING_PREFIX};
+use roadsynth_dataset::Dataset;
 use roadsynth_types::TOOL_VERSION;
 
 use crate::assets_cmd::{self, BuildArgs};
@@ -485,44 +485,15 @@ impl Drop for InterruptGuard {
     }
 }
 
-/// Removes the staging folders under `<datasets_root>/*/versions/` written on this machine by a
-/// process `owned` selects. Folders of other hosts (a shared filesystem) are never touched: their
-/// writers' liveness cannot be checked from here. A folder is first renamed aside, then deleted:
-/// if its writer renamed it into place first, the rename fails and the published version stays
-/// whole; if ours wins, the writer's publishing rename fails instead.
+/// Removes the staging folders that processes `owned` selects left in the datasets under
+/// `datasets_root` (see [`roadsynth_dataset::sweep_staging`]).
 fn sweep_staging(datasets_root: &Path, owned: impl Fn(u32) -> bool) {
-    let host = roadsynth_dataset::host_name();
     let Ok(datasets) = std::fs::read_dir(datasets_root) else {
         return;
     };
     for dataset in datasets.flatten() {
-        let Ok(versions) = std::fs::read_dir(dataset.path().join(roadsynth_dataset::VERSIONS_DIR))
-        else {
-            continue;
-        };
-        for entry in versions.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Some((pid, writer_host)) = roadsynth_dataset::staging_writer(name) else {
-                continue;
-            };
-            if writer_host != host || !owned(pid) {
-                continue;
-            }
-            let trash = entry
-                .path()
-                .with_file_name(format!(".trash{}", &name[STAGING_PREFIX.len() - 1..]));
-            if std::fs::rename(entry.path(), &trash).is_ok() {
-                tracing::info!("removing unfinished version {}", entry.path().display());
-                let _ = std::fs::remove_dir_all(&trash);
-            }
-        }
+        roadsynth_dataset::sweep_staging(&dataset.path(), &owned);
     }
-}
-
-/// Whether process `pid` is alive (on Linux, through `/proc`).
-fn process_alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Holds `<runs>/.lock` for the life of a run.
@@ -572,7 +543,9 @@ pub fn run(
     let _lock = RunLock::acquire(&config.runs_root)?;
     // Under the lock no other run writes these outputs: staging folders of dead processes are
     // what a killed run left behind.
-    sweep_staging(&config.datasets_root, |pid| !process_alive(pid));
+    sweep_staging(&config.datasets_root, |pid| {
+        !roadsynth_dataset::process_alive(pid)
+    });
     let _interrupt = InterruptGuard::install(config.datasets_root.clone())?;
     let started = chrono::Utc::now();
     // Unique even for runs started in the same second (quick `--stage` runs): the folder is

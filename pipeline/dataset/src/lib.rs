@@ -15,7 +15,8 @@
 //!
 //! A [`DatasetWriter`] writes a version into a hidden staging folder, writes `manifest.json` last,
 //! renames the folder into `versions/` and only then points `CURRENT` at it, so a reader never sees a
-//! half-written version and a crash leaves at most a stale staging folder.
+//! half-written version and a crash leaves at most a stale staging folder, which the next writer
+//! on that machine removes ([`sweep_staging`]).
 
 mod manifest;
 mod reader;
@@ -43,6 +44,41 @@ pub fn staging_writer(name: &str) -> Option<(u32, &str)> {
     let pid = parts.next()?.parse().ok()?;
     let _nanos = parts.next()?;
     Some((pid, parts.next()?))
+}
+
+/// Removes the staging folders under `root/versions/` written on this machine by a process
+/// `owned` selects (a dead one: what a killed writer left behind). Folders of other hosts (a
+/// shared filesystem) are never touched: their writers' liveness cannot be checked from here. A
+/// folder is first renamed aside, then deleted: if its writer renamed it into place first, the
+/// rename fails and the published version stays whole; if ours wins, the writer's publishing
+/// rename fails instead.
+pub fn sweep_staging(root: &std::path::Path, owned: impl Fn(u32) -> bool) {
+    let host = host_name();
+    let Ok(versions) = std::fs::read_dir(root.join(VERSIONS_DIR)) else {
+        return;
+    };
+    for entry in versions.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((pid, writer_host)) = staging_writer(name) else {
+            continue;
+        };
+        if writer_host != host || !owned(pid) {
+            continue;
+        }
+        let trash = entry
+            .path()
+            .with_file_name(format!(".trash{}", &name[STAGING_PREFIX.len() - 1..]));
+        if std::fs::rename(entry.path(), &trash).is_ok() {
+            tracing::info!("removing unfinished version {}", entry.path().display());
+            let _ = std::fs::remove_dir_all(&trash);
+        }
+    }
+}
+
+/// Whether process `pid` is alive on this machine (on Linux, through `/proc`).
+pub fn process_alive(pid: u32) -> bool {
+    std::path::Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// This machine's name (`/proc/sys/kernel/hostname`), `localhost` when it cannot be read.

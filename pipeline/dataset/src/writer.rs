@@ -201,6 +201,8 @@ impl DatasetWriter {
         let versions = root.join(VERSIONS_DIR);
         fs::create_dir_all(&versions).at(&versions)?;
         let current_at_start = current_version(root)?;
+        // What killed writers on this machine left behind goes first.
+        crate::sweep_staging(root, |pid| !crate::process_alive(pid));
         let base = if options.carry_other_splits && root.join(CURRENT_FILE).exists() {
             Some(Dataset::open(root)?)
         } else {

@@ -362,6 +362,30 @@ fn issue_2_a_split_name_that_is_not_a_plain_folder_name_is_refused() {
     assert!(!dir.path().join("CURRENT").exists(), "nothing committed");
 }
 
+/// A killed writer's staging folder used to stay forever (only `roadsynth run` swept them); the
+/// next writer on the machine removes those of dead processes, and leaves live ones alone.
+#[test]
+fn issue_2_a_killed_writers_staging_folder_is_removed_by_the_next_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), &[("train", 1)], WriteOptions::default());
+    let host = roadsynth_dataset::host_name();
+    let staging = |pid: u32| {
+        dir.path().join("versions").join(format!(
+            "{}{pid}-1-{host}",
+            roadsynth_dataset::STAGING_PREFIX
+        ))
+    };
+    // Above Linux's largest pid (2^22): no such process.
+    let (dead, live) = (staging(4_194_399), staging(std::process::id()));
+    for d in [&dead, &live] {
+        std::fs::create_dir_all(d.join("frames")).expect("mkdir");
+    }
+    let writer = DatasetWriter::create(dir.path(), WriteOptions::default()).expect("create");
+    assert!(!dead.exists(), "the dead writer's folder is gone");
+    assert!(live.exists(), "a live writer's folder stays");
+    drop(writer);
+}
+
 #[test]
 fn not_a_dataset_names_the_path() {
     let dir = tempfile::tempdir().expect("tempdir");
