@@ -54,6 +54,26 @@ pub fn build(args: &BuildArgs) -> Result<AssetBank> {
         include_generated: false,
     };
     let (bank, report) = AssetBank::build(&dataset, &options)?;
+    // A bank without cut-outs would only fail later, in augment; one without some class asked
+    // for is usable, but the user should know (a typo, or a class without instance masks).
+    if report.assets() == 0 {
+        anyhow::bail!(
+            "{}: no cut-out of {:?} (cut-outs need instance masks: COCO polygons or RLE; the \
+             dataset's classes are {:?}); nothing written",
+            args.dataset.display(),
+            args.classes,
+            dataset.manifest().classes
+        );
+    }
+    for class in &args.classes {
+        if !report.assets_per_class.contains_key(class) {
+            tracing::warn!(
+                "no cut-out of {class:?} in {} (its classes are {:?})",
+                args.dataset.display(),
+                dataset.manifest().classes
+            );
+        }
+    }
     bank.write(&args.output)?;
     let classes: Vec<String> = report
         .assets_per_class

@@ -53,8 +53,8 @@ pub struct IngestArgs {
     /// Folder image paths resolve against (COCO, BDD100K); default: the JSON's folder.
     #[arg(long)]
     pub images_root: Option<PathBuf>,
-    /// Video: keep every Nth frame.
-    #[arg(long, default_value_t = 1)]
+    /// Video: keep every Nth frame (1: all).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub every: u32,
     /// Fully decode every image to check it (slower); by default headers and end markers are checked.
     #[arg(long)]

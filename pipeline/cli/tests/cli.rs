@@ -329,6 +329,60 @@ fn output_into_a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
 
+/// Inputs that used to be accepted and do nothing useful: `--every 0` (taken as 1), and an asset
+/// bank built from a dataset without instance masks (written empty, status 0).
+#[test]
+fn issue_2_every_zero_and_a_bank_without_cut_outs_are_refused() {
+    let Some(kitti) = roadsynth_testkit::shared("datasets/kitti-object") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = roadsynth(&[
+        "ingest",
+        "--format",
+        "video",
+        "--input",
+        "clip.mp4",
+        "--output",
+        s(&work.path().join("v")),
+        "--every",
+        "0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--every"),
+        "{stderr}"
+    );
+    let ds = work.path().join("kitti");
+    ok(&[
+        "ingest",
+        "--format",
+        "kitti",
+        "--input",
+        s(&kitti),
+        "--output",
+        s(&ds),
+    ]);
+    let bank = work.path().join("bank");
+    let out = roadsynth(&[
+        "assets",
+        "build",
+        "--dataset",
+        s(&ds),
+        "--classes",
+        "car,dog",
+        "--output",
+        s(&bank),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no cut-out") && stderr.contains("instance masks"),
+        "{stderr}"
+    );
+    assert!(!bank.exists(), "nothing written");
+}
+
 #[test]
 fn export_coco_and_yolo_from_the_command_line() {
     let Some(camvid) = roadsynth_testkit::shared("datasets/camvid") else {
