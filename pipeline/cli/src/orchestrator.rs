@@ -462,7 +462,13 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
             });
         }
     }
-    let mut datasets: Vec<String> = sources.iter().map(|s| s.dataset.clone()).collect();
+    // Each name once, in order (several sources may fill one dataset).
+    let mut datasets: Vec<String> = Vec::new();
+    for s in &sources {
+        if !datasets.contains(&s.dataset) {
+            datasets.push(s.dataset.clone());
+        }
+    }
     let mut assets = Vec::new();
     for (i, a) in wire.assets.iter().enumerate() {
         let at = |field: &str| format!("assets[{i}].{field}");
@@ -592,7 +598,13 @@ pub fn load(path: &Path) -> Result<Orchestrator, ConfigErrors> {
         let cron = match w.cron.as_deref().map(parse_cron) {
             Some(Ok(c)) => Some(c),
             Some(Err(e)) => {
-                check.error("schedule.cron", format!("not a cron expression: {e}"));
+                check.error(
+                    "schedule.cron",
+                    format!(
+                        "not a cron expression: {e} (fields: [second] minute hour day-of-month \
+                         month day-of-week, e.g. \"0 3 * * *\": 03:00 daily)"
+                    ),
+                );
                 None
             }
             None => {

@@ -44,7 +44,10 @@ pub fn run(command: &RunsCommand) -> Result<ExitCode> {
                     seconds,
                     count("ran"),
                     count("skipped"),
-                    l.error.map(|e| format!("  error: {e}")).unwrap_or_default()
+                    // One line per run: the error's first line (`runs show` has all of it).
+                    l.error
+                        .map(|e| format!("  error: {}", e.lines().next().unwrap_or_default()))
+                        .unwrap_or_default()
                 );
             }
         }
