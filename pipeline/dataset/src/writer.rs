@@ -203,10 +203,11 @@ impl DatasetWriter {
         let current_at_start = current_version(root)?;
         // What killed writers on this machine left behind goes first.
         crate::sweep_staging(root, |pid| !crate::process_alive(pid));
-        let base = if options.carry_other_splits && root.join(CURRENT_FILE).exists() {
-            Some(Dataset::open(root)?)
-        } else {
-            None
+        // The version read as `CURRENT` above, not `CURRENT` again: another commit in between
+        // must fail this writer's commit, not be carried over unnoticed.
+        let base = match (&current_at_start, options.carry_other_splits) {
+            (Some(version), true) => Some(Dataset::open(&versions.join(version))?),
+            _ => None,
         };
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
