@@ -671,14 +671,7 @@ operations:
         };
         let work = tempfile::tempdir().expect("tempdir");
         let ds = work.path().join("kitti");
-        let scan = roadsynth_formats::kitti::scan(&kitti, "train").expect("scan");
-        let mut writer = DatasetWriter::create(&ds, WriteOptions::default()).expect("create");
-        load_all(scan.frames, &LoadOptions::default(), 16, |r| match r {
-            Ok(record) => writer.write(&record),
-            Err(problems) => panic!("quarantined: {problems:?}"),
-        })
-        .expect("write");
-        writer.commit(serde_json::json!({})).expect("commit");
+        kitti_dataset(&kitti, &ds);
         let Some((_, assets)) = camvid_and_animals(work.path()) else {
             return;
         };
@@ -748,6 +741,18 @@ operations:
         }
     }
 
+    /// The shared KITTI frames as the train split of a new dataset at `ds`.
+    fn kitti_dataset(kitti: &Path, ds: &Path) {
+        let scan = roadsynth_formats::kitti::scan(kitti, "train").expect("scan");
+        let mut writer = DatasetWriter::create(ds, WriteOptions::default()).expect("create");
+        load_all(scan.frames, &LoadOptions::default(), 16, |r| match r {
+            Ok(record) => writer.write(&record),
+            Err(problems) => panic!("quarantined: {problems:?}"),
+        })
+        .expect("write");
+        writer.commit(serde_json::json!({})).expect("commit");
+    }
+
     /// The depth provenance of every fog step of the generated frames in `dir`.
     fn fog_depths(dir: &Path) -> Vec<serde_json::Value> {
         records(dir)
@@ -767,14 +772,7 @@ operations:
         };
         let work = tempfile::tempdir().expect("tempdir");
         let ds = work.path().join("kitti");
-        let scan = roadsynth_formats::kitti::scan(&kitti, "train").expect("scan");
-        let mut writer = DatasetWriter::create(&ds, WriteOptions::default()).expect("create");
-        load_all(scan.frames, &LoadOptions::default(), 16, |r| match r {
-            Ok(record) => writer.write(&record),
-            Err(problems) => panic!("quarantined: {problems:?}"),
-        })
-        .expect("write");
-        writer.commit(serde_json::json!({})).expect("commit");
+        kitti_dataset(&kitti, &ds);
         let scenario = roadsynth_scenario::parse(
             Path::new("fog.yaml"),
             "seed: 2\nsplits: [train]\noperations:\n  - weather:\n      fog: {visibility_m: 300}\n",

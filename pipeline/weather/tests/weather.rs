@@ -29,6 +29,20 @@ fn frame(w: u32, h: u32) -> RgbImage {
     })
 }
 
+/// The shared KITTI frames with their labels and calibration, if the shared data is there.
+fn kitti_records() -> Option<Vec<FrameRecord>> {
+    let root = shared("datasets/kitti-object")?;
+    let scan = kitti::scan(&root, "train").expect("scan");
+    let mut records: Vec<FrameRecord> = Vec::new();
+    let sunk: Result<(), ()> = load_all(scan.frames, &LoadOptions::default(), 4, |r| {
+        records.extend(r.ok());
+        Ok(())
+    });
+    sunk.expect("load");
+    assert!(!records.is_empty());
+    Some(records)
+}
+
 /// Linear luminance of every pixel inside a box.
 fn box_luminances(image: &RgbImage, b: &BBox) -> Vec<f32> {
     let dec = decode_lut();
@@ -175,17 +189,9 @@ mod fog {
     /// monotonically.
     #[test]
     fn contrast_of_kitti_objects_falls_with_distance() {
-        let Some(root) = shared("datasets/kitti-object") else {
+        let Some(records) = kitti_records() else {
             return;
         };
-        let scan = kitti::scan(&root, "train").expect("scan");
-        let mut records: Vec<FrameRecord> = Vec::new();
-        let sunk: Result<(), ()> = load_all(scan.frames, &LoadOptions::default(), 4, |r| {
-            records.extend(r.ok());
-            Ok(())
-        });
-        sunk.expect("load");
-        assert!(!records.is_empty());
         let beta = f64::from(beta_from_visibility(150.0));
         let guided = Fog::with_visibility(150.0);
         let raw = Fog {
@@ -399,17 +405,9 @@ mod without_labels {
 
     #[test]
     fn issue_5_fog_on_kitti_keeps_the_scenery_above_the_horizon_visible() {
-        let Some(root) = shared("datasets/kitti-object") else {
+        let Some(records) = kitti_records() else {
             return;
         };
-        let scan = kitti::scan(&root, "train").expect("scan");
-        let mut records: Vec<FrameRecord> = Vec::new();
-        let sunk: Result<(), ()> = load_all(scan.frames, &LoadOptions::default(), 4, |r| {
-            records.extend(r.ok());
-            Ok(())
-        });
-        sunk.expect("load");
-        assert!(!records.is_empty());
         let fog = Fog::with_visibility(300.0);
         let backdrop_t = (-beta_from_visibility(300.0) * ASSUMED_BACKDROP_M).exp();
         let mut scenery = Vec::new();
