@@ -41,6 +41,19 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf8 path")
 }
 
+/// The shared KITTI folder ingested as the train split of `ds`.
+fn ingest_kitti(kitti: &Path, ds: &Path) {
+    ok(&[
+        "ingest",
+        "--format",
+        "kitti",
+        "--input",
+        s(kitti),
+        "--output",
+        s(ds),
+    ]);
+}
+
 #[test]
 fn ingest_kitti_and_report_stats() {
     let Some(kitti) = roadsynth_testkit::shared("datasets/kitti-object") else {
@@ -48,15 +61,7 @@ fn ingest_kitti_and_report_stats() {
     };
     let out = tempfile::tempdir().expect("tempdir");
     let ds = out.path().join("kitti");
-    ok(&[
-        "ingest",
-        "--format",
-        "kitti",
-        "--input",
-        s(&kitti),
-        "--output",
-        s(&ds),
-    ]);
+    ingest_kitti(&kitti, &ds);
     let st = stats(&ds);
     assert_eq!(st["frames"], 18);
     assert_eq!(st["quarantined"], 0);
@@ -211,15 +216,7 @@ fn issue_2_an_input_with_nothing_ingestible_leaves_the_dataset_as_it_was() {
     };
     let work = tempfile::tempdir().expect("tempdir");
     let ds = work.path().join("ds");
-    ok(&[
-        "ingest",
-        "--format",
-        "kitti",
-        "--input",
-        s(&kitti),
-        "--output",
-        s(&ds),
-    ]);
+    ingest_kitti(&kitti, &ds);
     let current = || std::fs::read_to_string(ds.join("CURRENT")).expect("CURRENT");
     let before = current();
 
@@ -277,15 +274,7 @@ fn issue_6_a_scenario_on_splits_the_dataset_lacks_is_an_error_naming_them() {
     };
     let work = tempfile::tempdir().expect("tempdir");
     let ds = work.path().join("ds");
-    ok(&[
-        "ingest",
-        "--format",
-        "kitti",
-        "--input",
-        s(&kitti),
-        "--output",
-        s(&ds),
-    ]);
+    ingest_kitti(&kitti, &ds);
     let scenario = work.path().join("typo.yaml");
     std::fs::write(
         &scenario,
@@ -354,15 +343,7 @@ fn issue_2_every_zero_and_a_bank_without_cut_outs_are_refused() {
         "{stderr}"
     );
     let ds = work.path().join("kitti");
-    ok(&[
-        "ingest",
-        "--format",
-        "kitti",
-        "--input",
-        s(&kitti),
-        "--output",
-        s(&ds),
-    ]);
+    ingest_kitti(&kitti, &ds);
     let bank = work.path().join("bank");
     let out = roadsynth(&[
         "assets",
@@ -1302,15 +1283,7 @@ fn issue_4_vehicle_edits_on_kitti_keep_boxes_and_mark_edited_cars() {
     };
     let work = tempfile::tempdir().expect("tempdir");
     let ds = work.path().join("kitti");
-    ok(&[
-        "ingest",
-        "--format",
-        "kitti",
-        "--input",
-        s(&kitti),
-        "--output",
-        s(&ds),
-    ]);
+    ingest_kitti(&kitti, &ds);
     let out = work.path().join("repainted");
     let summary = ok(&[
         "augment",
